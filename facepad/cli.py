@@ -12,7 +12,9 @@ from pathlib import Path
 
 import typer
 
+from facepad.crops import CropSettings
 from facepad.errors import FacepadError
+from facepad.quality import QualitySettings
 
 app = typer.Typer(
     name="facepad",
@@ -32,6 +34,33 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
 
 
 # Commands are registered below, one function per command.
+
+
+@app.command("crop")
+def crop_command(
+    paths: list[Path] = typer.Argument(..., help="Photos, or folders searched recursively for photos."),
+    out: Path = typer.Option(..., "--out", help="Output folder for crops/, previews/, index.csv and skipped.csv."),
+    size: int = typer.Option(CropSettings.size, "--size", help="Side of each square crop, in pixels."),
+    margin: float = typer.Option(CropSettings.margin, "--margin", help="Border added around each region on every side, as a fraction of the region's square."),
+    mask: bool = typer.Option(CropSettings.mask, "--mask", help="Black out the pixels outside each region's polygon."),
+    max_yaw: float = typer.Option(QualitySettings.max_yaw_deg, "--max-yaw", help="Reject photos whose head is turned more than this, in degrees."),
+    max_pitch: float = typer.Option(QualitySettings.max_pitch_deg, "--max-pitch", help="Reject photos whose head is tilted up or down more than this, in degrees."),
+    min_iod: float = typer.Option(QualitySettings.min_interocular_px, "--min-iod", help="Reject faces whose inter-ocular distance is below this, in pixels."),
+    model: Path = typer.Option(None, "--model", help="MediaPipe FaceLandmarker .task file; default: the FaceMesh models inside mediapipe."),
+) -> None:
+    """Crop the cheek and under-eye regions of each photo; write a preview per photo to check them."""
+    from facepad.crop_command import format_summary, run_crop
+
+    crop = CropSettings(size=size, margin=margin, mask=mask)
+    quality = QualitySettings(
+        max_yaw_deg=max_yaw,
+        max_pitch_deg=max_pitch,
+        min_interocular_px=min_iod,
+        turned_away_yaw_deg=min(QualitySettings.turned_away_yaw_deg, max_yaw),
+    )
+    summary = run_crop(paths, out, crop=crop, quality=quality, model_path=model)
+    typer.echo(format_summary(summary))
+    raise typer.Exit(0 if summary.cropped > 0 else 1)
 
 
 @app.command("train")
@@ -248,6 +277,22 @@ def evaluate_command(
     typer.echo(format_metrics_table(metrics))
     typer.echo(f"wrote {out / 'metrics.json'}, {out / 'metrics.txt'} and plots to {out}")
     _print_skipped(skipped)
+
+
+@app.command("demo-data")
+def demo_data_command(
+    out: Path = typer.Argument(..., help="Folder for the photos, manifest.csv and preview.png; created if missing."),
+    faces: Path = typer.Option(
+        None, "--faces", help="Folder of face photos, searched recursively; default: the portraits matplotlib and scikit-image ship."
+    ),
+    per_face: int = typer.Option(64, "--per-face", min=1, help="Variants written per source photo."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed; the same seed gives byte-identical files."),
+) -> None:
+    """Write a demo set: face photos with cheek and under-eye warps whose magnitudes (0-1) are the labels."""
+    from facepad.demo_data import PREVIEW_NAME, make_demo_set
+
+    manifest = make_demo_set(out, faces_dir=faces, per_face=per_face, seed=seed)
+    typer.echo(f"wrote {manifest} and {manifest.parent / PREVIEW_NAME}")
 
 
 def main() -> None:

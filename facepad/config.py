@@ -91,6 +91,7 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA only
     early_stop_patience: int = 8  # epochs without a better validation score; 0 disables
     max_minutes: float | None = None  # stop after this much training time, keeping the best checkpoint
+    max_steps: int | None = None  # stop after this many optimiser steps
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     out_dir: str = "runs"
     run_name: str | None = None  # None: the config file's name and a time stamp
@@ -123,7 +124,7 @@ _CHOICES = {
 _POSITIVE = {
     "data.score_bins", "landmarks.max_side", "model.embedding_dim", "model.head_hidden",
     "loss.temperature", "sampler.classes_per_batch", "train.epochs", "train.lr",
-    "train.log_every", "crop.size",
+    "train.log_every", "crop.size", "train.max_steps", "train.max_minutes",
 }
 _NON_NEGATIVE = {
     "data.workers", "loss.l2_weight", "loss.score_weight", "loss.triplet_margin",

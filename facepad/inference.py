@@ -23,7 +23,7 @@ from facepad.checkpoint import find_latest_checkpoint, load_checkpoint
 from facepad.config import Config, config_from_dict
 from facepad.cropper import Cropper, PhotoCrops
 from facepad.dataset import ClassTable
-from facepad.distributed import init_device
+from facepad.distributed import select_device
 from facepad.errors import CheckpointError, ConfigError, FacepadError
 from facepad.model import FatPadNet, predict_crops
 from facepad.regions import REGION_SIDES, REGION_TABLE_VERSION, REGION_TYPES
@@ -89,7 +89,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> LoadedModel:
             f"checkpoint {path}: its weights do not fit backbone {config.model.backbone!r} ({detail}); "
             "the file may come from another backbone or be damaged"
         ) from None
-    target = init_device(device)
+    target = select_device(device)
     model.to(target).eval()
     exemplars = state.get("exemplars")
     return LoadedModel(model, config, ClassTable.from_dict(state["classes"]), path, target, exemplars,

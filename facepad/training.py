@@ -204,7 +204,7 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
                 writer.add_scalar("lr", scheduler.get_last_lr()[0], state.step)
             if writer is not None and epoch == 0 and state.step == 1:
                 _log_crop_grid(writer, images, state.step)
-            if deadline is not None and time.monotonic() > deadline:
+            if _budget_spent(state, config, deadline, context):
                 break
 
         metrics = {"train/loss_epoch": float(np.mean(epoch_losses)) if epoch_losses else math.nan}
@@ -231,7 +231,7 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
                 if not math.isnan(value):
                     writer.add_scalar(name, value, state.step)
             writer.flush()
-            _logger.info("epoch %d: %s", state.epoch, _format_metrics(metrics))
+            _logger.info("epoch %d/%d: %s", state.epoch, config.train.epochs, _format_metrics(metrics))
             checkpoint = {
                 **checkpoint_base,
                 "model_state": model.state_dict(),
@@ -260,10 +260,11 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
             if context.is_main:
                 _logger.info("no better %s for %d epochs; stopping early", SELECTION_METRIC, patience)
             break
-        if deadline is not None and time.monotonic() > deadline:
+        if _budget_spent(state, config, deadline, context):
             stopped_early = True
             if context.is_main:
-                _logger.info("train.max_minutes=%s reached; stopping", config.train.max_minutes)
+                _logger.info("the time or step budget (train.max_minutes=%s, train.max_steps=%s) is spent; stopping",
+                             config.train.max_minutes, config.train.max_steps)
             break
 
     # Finish: exemplars for nearest-neighbour scoring, the projector, the summary
@@ -295,6 +296,20 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
         minutes=(time.monotonic() - started) / 60,
         is_main=context.is_main,
     )
+
+
+def _budget_spent(state: TrainingState, config: Config, deadline: float | None, context: DistributedContext) -> bool:
+    """Return whether train.max_steps or train.max_minutes is reached, as rank 0 sees it."""
+    if config.train.max_steps is not None and state.step >= config.train.max_steps:
+        return True
+    if deadline is None:
+        return False
+    spent = torch.tensor([float(time.monotonic() > deadline)])
+    if context.is_distributed:
+        # Clocks differ between ranks; all ranks follow rank 0 so that none waits alone in a collective.
+        spent = spent.to(context.device)
+        torch.distributed.broadcast(spent, src=0)
+    return bool(spent.item())
 
 
 def _train_step(ddp_model, model, images, region_index, scores, labels, metric_loss, optimizer, scheduler,
@@ -542,5 +557,12 @@ def _log_data_summary(train_set: CropSet, val_set: CropSet, skipped: list[tuple[
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{name.removeprefix('val/')}={value:.3f}" for name, value in metrics.items()
-                     if not math.isnan(value))
+    """Return the short per-epoch line: training loss, then MAE, Pearson r and precision@1 per region type."""
+    parts = [f"loss {metrics['train/loss_epoch']:.3f}"]
+    for region in REGION_TYPES:
+        values = [(label, metrics.get(f"val/{region}/{name}")) for label, name in
+                  (("MAE", "mae"), ("r", "pearson_r"), ("P@1", "precision_at_1"))]
+        shown = " ".join(f"{label} {value:.3f}" for label, value in values if value is not None and not math.isnan(value))
+        if shown:
+            parts.append(f"{region} {shown}")
+    return "; ".join(parts)

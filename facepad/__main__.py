@@ -1,0 +1,5 @@
+"""Allow `python -m facepad`, which `torchrun -m facepad train ...` needs."""
+
+from facepad.cli import main
+
+main()

@@ -1,0 +1,201 @@
+"""`facepad crop`: crop every photo under some paths and write crops, previews and an index.
+
+Output folder layout:
+
+    crops/<photo>_<region side>.png   one PNG per region side, right sides mirrored
+    previews/<photo>.png              the photo with landmarks and labelled regions
+    index.csv                         one row per crop (columns in `INDEX_COLUMNS`)
+    skipped.csv                       one row per skipped path, with the reason
+
+`<photo>` is the photo's path relative to the deepest folder holding all photos, with
+"__" for path separators, so photos with one name in different folders do not collide.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from facepad.cropper import Cropper
+from facepad.crops import CropSettings
+from facepad.errors import FacepadError
+from facepad.loading import find_images, load_image
+from facepad.preview import draw_regions
+from facepad.quality import QualitySettings
+from facepad.regions import REGION_SIDES
+
+_logger = logging.getLogger(__name__)
+
+INDEX_COLUMNS = (
+    "source", "region", "side", "crop", "flags",
+    "yaw_deg", "pitch_deg", "roll_deg", "interocular_px", "num_faces",
+)
+
+# Longer side of preview images; larger photos are downscaled for the preview.
+PREVIEW_MAX_SIDE = 1024
+
+# zlib level 1: PNGs a little larger than at the default level, written several times faster.
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+
+
+@dataclass
+class CropRunSummary:
+    """What a crop run did: counts, output paths and every skipped path with its reason."""
+
+    out_dir: Path
+    photos: int = 0
+    cropped: int = 0
+    crops_written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def index_path(self) -> Path:
+        return self.out_dir / "index.csv"
+
+
+def run_crop(
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    crop: CropSettings = CropSettings(),
+    quality: QualitySettings = QualitySettings(),
+    model_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> CropRunSummary:
+    """Crop every photo found under `paths` into `out_dir`, going on past bad photos.
+
+    Raises:
+        FacepadError: `out_dir` exists but is not a folder, or the model is invalid.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FacepadError(f"--out {out_dir} is a file; give a folder (it is created if missing)")
+    files, rejected = find_images(paths)
+    summary = CropRunSummary(out_dir=out_dir, photos=len(files) + len(rejected))
+    summary.skipped.extend((str(path), reason) for path, reason in rejected)
+
+    (out_dir / "crops").mkdir(parents=True, exist_ok=True)
+    (out_dir / "previews").mkdir(parents=True, exist_ok=True)
+    stems = output_stems(files)
+    rows = []
+    with Cropper(crop=crop, quality=quality, model_path=model_path) as cropper:
+        for file in tqdm(files, desc="Cropping", unit="photo", disable=not progress):
+            try:
+                image = load_image(file)
+                result = cropper.process_image(image, source=str(file))
+            except FacepadError as error:
+                reason = _strip_source(str(error), str(file))
+                _logger.debug("Skipping %s: %s", file, reason)
+                summary.skipped.append((str(file), reason))
+                continue
+            rows.extend(_write_photo_outputs(out_dir, stems[file], image, result))
+            summary.cropped += 1
+            summary.crops_written += len(result.crops)
+
+    _write_csv(summary.index_path, INDEX_COLUMNS, rows)
+    _write_csv(out_dir / "skipped.csv", ("source", "reason"), summary.skipped)
+    return summary
+
+
+def format_summary(summary: CropRunSummary) -> str:
+    """Return the closing summary: counts, the index path and every skipped path with why."""
+    lines = [
+        f"Cropped {summary.cropped} of {summary.photos} photos ({summary.crops_written} crops) into {summary.out_dir}",
+        f"Index: {summary.index_path}",
+    ]
+    if summary.skipped:
+        lines.append(f"Skipped {len(summary.skipped)}:")
+        lines.extend(f"  {source}: {reason}" for source, reason in summary.skipped)
+    return "\n".join(lines)
+
+
+def output_stems(files: Sequence[Path]) -> dict[Path, str]:
+    """Map each photo to a unique output name built from its path.
+
+    The name is the path relative to the deepest folder holding all photos, without the
+    suffix, with "__" between folder names. Photos that differ only in their suffix
+    (`a.jpg`, `a.png`) get the suffix appended (`a_png`).
+    """
+    if not files:
+        return {}
+    resolved = {file: file.resolve() for file in files}
+    root = Path(os.path.commonpath([str(path.parent) for path in resolved.values()]))
+    base = {file: "__".join(path.relative_to(root).with_suffix("").parts) for file, path in resolved.items()}
+    counts: dict[str, int] = {}
+    for name in base.values():
+        counts[name] = counts.get(name, 0) + 1
+    stems = {}
+    for file, name in base.items():
+        stems[file] = name if counts[name] == 1 else f"{name}_{file.suffix.lstrip('.').lower()}"
+    return stems
+
+
+def _write_photo_outputs(out_dir: Path, stem: str, image: np.ndarray, result) -> list[dict]:
+    quality = result.quality
+    photo_flags = [flag for flag in quality.flags if not flag.startswith(REGION_SIDES)]
+    rows = []
+    for name, crop in result.crops.items():
+        relative = Path("crops") / f"{stem}_{name}.png"
+        write_png(out_dir / relative, crop.image)
+        flags = photo_flags + [flag for flag in quality.flags if flag.startswith(name)]
+        rows.append({
+            "source": result.source,
+            "region": crop.region,
+            "side": crop.side,
+            "crop": relative.as_posix(),
+            "flags": ";".join(flags),
+            "yaw_deg": f"{quality.yaw_deg:.1f}",
+            "pitch_deg": f"{quality.pitch_deg:.1f}",
+            "roll_deg": f"{quality.roll_deg:.1f}",
+            "interocular_px": f"{quality.interocular_px:.1f}",
+            "num_faces": result.landmarks.num_faces,
+        })
+    preview = draw_regions(image, result.landmarks, flags=quality.flags, max_side=PREVIEW_MAX_SIDE)
+    write_png(out_dir / "previews" / f"{stem}.png", preview)
+    return rows
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 image as PNG through a temporary file and `os.replace`."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _PNG_PARAMS)
+    if not ok:
+        raise OSError(f"OpenCV failed to encode {path} as PNG")
+    _write_atomic(path, encoded.tobytes())
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows) -> None:
+    buffer = io.StringIO()
+    if rows and isinstance(rows[0], dict):
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    _write_atomic(path, buffer.getvalue().encode("utf-8"))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _strip_source(message: str, source: str) -> str:
+    prefix = f"{source}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
