@@ -140,7 +140,12 @@ def embed_command(
     """Write one embedding per photo and region side."""
     from tqdm import tqdm
 
-    from facepad.inference import Predictor, embedding_table, load_model, write_embeddings
+    from facepad.inference import (
+        Predictor,
+        embedding_table,
+        load_model,
+        write_embeddings,
+    )
     from facepad.io_utils import check_output_folder
     from facepad.loading import find_images
 

@@ -18,7 +18,9 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +28,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from facepad.cropper import Cropper
+from facepad.cropper import Cropper, PhotoCrops
 from facepad.crops import CropSettings
 from facepad.errors import FacepadError
+from facepad.landmarks import LandmarkDetector
 from facepad.loading import find_images, load_image
 from facepad.preview import draw_regions
 from facepad.quality import QualitySettings
@@ -43,6 +46,9 @@ INDEX_COLUMNS = (
 
 # Longer side of preview images; larger photos are downscaled for the preview.
 PREVIEW_MAX_SIDE = 1024
+
+# Photos whose outputs may wait for the writer thread at one time.
+_MAX_PENDING_WRITES = 8
 
 # zlib level 1: PNGs a little larger than at the default level, written several times faster.
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -70,8 +76,13 @@ def run_crop(
     quality: QualitySettings = QualitySettings(),
     model_path: str | os.PathLike | None = None,
     progress: bool = True,
+    detector: LandmarkDetector | None = None,
 ) -> CropRunSummary:
     """Crop every photo found under `paths` into `out_dir`, going on past bad photos.
+
+    Photos are decoded one step ahead and outputs are written behind, each in one
+    worker thread, so that file work overlaps landmark detection on the main thread.
+    Pass `detector` to reuse an open detector instead of creating one from `model_path`.
 
     Raises:
         FacepadError: `out_dir` exists but is not a folder, or the model is invalid.
@@ -87,19 +98,31 @@ def run_crop(
     (out_dir / "previews").mkdir(parents=True, exist_ok=True)
     stems = output_stems(files)
     rows = []
-    with Cropper(crop=crop, quality=quality, model_path=model_path) as cropper:
-        for file in tqdm(files, desc="Cropping", unit="photo", disable=not progress):
+    with (
+        Cropper(crop=crop, quality=quality, detector=detector, model_path=model_path) as cropper,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepad-write") as writer,
+    ):
+        writes: deque[Future] = deque()
+        photos = _load_ahead(files)
+        for file, loaded in tqdm(photos, total=len(files), desc="Cropping", unit="photo", disable=not progress):
             try:
-                image = load_image(file)
-                result = cropper.process_image(image, source=str(file))
+                if isinstance(loaded, FacepadError):
+                    raise loaded
+                result = cropper.process_image(loaded, source=str(file))
             except FacepadError as error:
                 reason = _strip_source(str(error), str(file))
                 _logger.debug("Skipping %s: %s", file, reason)
                 summary.skipped.append((str(file), reason))
                 continue
-            rows.extend(_write_photo_outputs(out_dir, stems[file], image, result))
+            rows.extend(_index_rows(stems[file], result))
+            writes.append(writer.submit(_write_photo_outputs, out_dir, stems[file], loaded, result))
             summary.cropped += 1
             summary.crops_written += len(result.crops)
+            # Bound the photos held in memory, and surface write errors early.
+            while len(writes) > _MAX_PENDING_WRITES:
+                writes.popleft().result()
+        for write in writes:
+            write.result()
 
     _write_csv(summary.index_path, INDEX_COLUMNS, rows)
     _write_csv(out_dir / "skipped.csv", ("source", "reason"), summary.skipped)
@@ -139,19 +162,38 @@ def output_stems(files: Sequence[Path]) -> dict[Path, str]:
     return stems
 
 
-def _write_photo_outputs(out_dir: Path, stem: str, image: np.ndarray, result) -> list[dict]:
+def _load_ahead(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray | FacepadError]]:
+    """Yield (path, image) in order, decoding the next photo in a worker thread; a photo
+    that cannot be loaded comes with its `ImageError` in place of the image."""
+    if not files:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepad-load") as loader:
+        upcoming = loader.submit(_load_or_error, files[0])
+        for index, file in enumerate(files):
+            current = upcoming
+            if index + 1 < len(files):
+                upcoming = loader.submit(_load_or_error, files[index + 1])
+            yield file, current.result()
+
+
+def _load_or_error(path: Path) -> np.ndarray | FacepadError:
+    try:
+        return load_image(path)
+    except FacepadError as error:
+        return error
+
+
+def _index_rows(stem: str, result: PhotoCrops) -> list[dict]:
     quality = result.quality
     photo_flags = [flag for flag in quality.flags if not flag.startswith(REGION_SIDES)]
     rows = []
     for name, crop in result.crops.items():
-        relative = Path("crops") / f"{stem}_{name}.png"
-        write_png(out_dir / relative, crop.image)
         flags = photo_flags + [flag for flag in quality.flags if flag.startswith(name)]
         rows.append({
             "source": result.source,
             "region": crop.region,
             "side": crop.side,
-            "crop": relative.as_posix(),
+            "crop": _crop_path(stem, name).as_posix(),
             "flags": ";".join(flags),
             "yaw_deg": f"{quality.yaw_deg:.1f}",
             "pitch_deg": f"{quality.pitch_deg:.1f}",
@@ -159,9 +201,18 @@ def _write_photo_outputs(out_dir: Path, stem: str, image: np.ndarray, result) ->
             "interocular_px": f"{quality.interocular_px:.1f}",
             "num_faces": result.landmarks.num_faces,
         })
-    preview = draw_regions(image, result.landmarks, flags=quality.flags, max_side=PREVIEW_MAX_SIDE)
-    write_png(out_dir / "previews" / f"{stem}.png", preview)
     return rows
+
+
+def _crop_path(stem: str, region_side: str) -> Path:
+    return Path("crops") / f"{stem}_{region_side}.png"
+
+
+def _write_photo_outputs(out_dir: Path, stem: str, image: np.ndarray, result: PhotoCrops) -> None:
+    for name, crop in result.crops.items():
+        write_png(out_dir / _crop_path(stem, name), crop.image)
+    preview = draw_regions(image, result.landmarks, flags=result.quality.flags, max_side=PREVIEW_MAX_SIDE)
+    write_png(out_dir / "previews" / f"{stem}.png", preview)
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:

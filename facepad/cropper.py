@@ -14,7 +14,12 @@ import numpy as np
 
 from facepad.crops import CropSettings, RegionCrop, crop_regions
 from facepad.errors import FaceError
-from facepad.landmarks import DEFAULT_MAX_SIDE, FaceLandmarks, LandmarkDetector, create_detector
+from facepad.landmarks import (
+    DEFAULT_MAX_SIDE,
+    FaceLandmarks,
+    LandmarkDetector,
+    create_detector,
+)
 from facepad.loading import load_image
 from facepad.quality import QualityReport, QualitySettings, assess_quality
 

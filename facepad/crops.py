@@ -16,7 +16,13 @@ import numpy as np
 
 from facepad.errors import ConfigError, FaceError
 from facepad.landmarks import FaceLandmarks
-from facepad.regions import REGION_SIDES, eye_centers, interocular_distance, region_polygon, split_region_side
+from facepad.regions import (
+    REGION_SIDES,
+    eye_centers,
+    interocular_distance,
+    region_polygon,
+    split_region_side,
+)
 
 # Side of the square around each region type, before the margin, in (3D) inter-ocular
 # distances. Measured on 98 detected portraits of 100, frontal and turned, the rotated

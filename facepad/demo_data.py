@@ -38,12 +38,17 @@ from facepad.io_utils import atomic_write_bytes, atomic_write_text
 from facepad.landmarks import LandmarkDetector, create_detector
 from facepad.loading import find_images, load_image
 from facepad.quality import assess_quality
-from facepad.regions import REGION_SIDES, eye_centers, interocular_distance, region_polygon, split_region_side
+from facepad.regions import (
+    REGION_SIDES,
+    eye_centers,
+    interocular_distance,
+    region_polygon,
+    split_region_side,
+)
 
 _logger = logging.getLogger(__name__)
 
-# Two default portraits with 64 variants each give 128 photos, which the demo training
-# config can read and train on within its time budget on two CPU cores.
+# With the two default portraits: 128 photos, written in 1 to 5 s on two CPU cores.
 DEFAULT_PER_FACE = 64
 JPEG_QUALITY = 95
 MANIFEST_NAME = "manifest.csv"
@@ -52,24 +57,25 @@ IMAGES_FOLDER = "images"
 MANIFEST_COLUMNS = ("image", "subject", *REGION_SIDES)
 LABEL_DECIMALS = 4
 
-# Region ellipses with a semi-axis below this many inter-ocular distances come from
-# polygons folded or collapsed by a turned head; such photos are skipped.
+# A region ellipse with a semi-axis below this many inter-ocular distances comes from a
+# polygon folded or collapsed by a turned head, and its photo is skipped.
 MIN_SEMI_AXIS_IOD = 0.05
 
 # Light falls on the face from above, at this angle from the viewing direction.
 LIGHT_ELEVATION_DEGREES = 40.0
 
-# The shading gain g becomes g ** exponent per RGB channel. Skin scatters red light
-# furthest, so its shadows stay warm instead of turning grey.
+# The shading gain g becomes g ** exponent per RGB channel. Red light scatters furthest
+# under the skin, so shadows on skin look warm, and equal gains would turn them grey.
 SHADING_CHANNEL_EXPONENTS = np.array([0.7, 1.0, 1.15])
 
 
 @dataclass(frozen=True)
 class RegionWarp:
-    """How one region type swells at magnitude 1; every effect scales with the magnitude.
+    """Strengths of one region type's swelling at magnitude 1.
 
-    Lengths are in units of the region ellipse's semi-axes (see `RegionFrame`), so the
-    warp follows the face's size and orientation.
+    Every effect scales linearly with the magnitude. Lengths are in units of the region
+    ellipse's semi-axes (see `RegionFrame`), so the warp follows the face's size and
+    orientation.
     """
 
     support: float  # ellipse radius beyond which nothing changes
@@ -77,7 +83,7 @@ class RegionWarp:
     magnification: float  # peak magnification at the centre is 1 / (1 - magnification)
     shift_lateral: float  # outward shift at the centre, in lateral semi-axes
     shift_down: float  # downward shift at the centre, in down semi-axes
-    dome_height: float  # dome height, in down semi-axes; its shading brightens the top
+    dome_height: float  # dome height, in down semi-axes (its shading brightens the top)
     groove_radius: float  # ellipse radius of the groove along the dome's lower border
     groove_width: float  # half-width of the groove, in ellipse radii
     groove_depth: float  # groove depth relative to the dome height
@@ -92,11 +98,11 @@ WARPS: dict[str, RegionWarp] = {
         magnification=0.3,
         shift_lateral=0.15,
         shift_down=0.0,
-        dome_height=0.3,
+        dome_height=0.45,
         groove_radius=1.15,
         groove_width=0.45,
         groove_depth=0.05,
-        groove_darkening=0.12,
+        groove_darkening=0.18,
         lid_guard=False,
     ),
     "undereye": RegionWarp(
@@ -105,11 +111,11 @@ WARPS: dict[str, RegionWarp] = {
         magnification=0.2,
         shift_lateral=0.0,
         shift_down=0.35,
-        dome_height=0.3,
+        dome_height=0.4,
         groove_radius=1.15,
         groove_width=0.45,
         groove_depth=0.05,
-        groove_darkening=0.22,
+        groove_darkening=0.3,
         lid_guard=True,
     ),
 }
@@ -137,6 +143,7 @@ class SourcePortrait:
     subject: str
     description: str  # path or package sample, for log messages
     load: Callable[[], np.ndarray]
+    path: Path | None = None  # the photo file, when it is one
 
 
 # --- Region geometry -----------------------------------------------------------------
@@ -194,7 +201,7 @@ def warp_regions(image: np.ndarray, points: np.ndarray, magnitudes: Mapping[str,
     """Return a copy of `image` in which each named region side swells by its magnitude.
 
     `image` is RGB uint8, `points` its [478, 3] landmarks in pixels, and `magnitudes`
-    maps region side names to values in [0, 1]; missing sides stay unchanged.
+    maps region side names to values in [0, 1]. Sides missing from it stay unchanged.
 
     Raises:
         ValueError: an unknown region side, or a magnitude outside [0, 1].
@@ -221,10 +228,21 @@ def _apply_warps(image: np.ndarray, frames: Mapping[str, RegionFrame], magnitude
     return result
 
 
-def _warp_region_in_place(image: np.ndarray, frame: RegionFrame, warp: RegionWarp, magnitude: float) -> None:
-    box = _support_box(frame, warp, image.shape)
+@dataclass(frozen=True)
+class _RegionFields:
+    """The inverse map and shading gain of one region warp over its support box."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, end exclusive
+    source_x: np.ndarray  # where each output pixel reads the photo, in cv2.remap coordinates
+    source_y: np.ndarray
+    gain: np.ndarray  # brightness factor before the per-channel exponents
+    changed: np.ndarray  # bool: pixels inside the support; all others keep their values
+
+
+def _region_fields(frame: RegionFrame, warp: RegionWarp, magnitude: float, shape: Sequence[int]) -> _RegionFields | None:
+    box = _support_box(frame, warp, shape)
     if box is None:
-        return
+        return None
     x0, y0, x1, y1 = box
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
     # Landmarks put pixel i's centre at i + 0.5; cv2.remap puts it at i.
@@ -248,35 +266,54 @@ def _warp_region_in_place(image: np.ndarray, frame: RegionFrame, warp: RegionWar
     # Geometry as an inverse map: output pixel p reads the source at p - displacement.
     # Magnification pulls the source towards the centre; the shift moves the whole dome.
     weight = magnitude * bump
-    shift = (
-        warp.shift_lateral * frame.semi_lateral * frame.lateral
-        + warp.shift_down * frame.semi_down * frame.down
-    )
+    shift = _shift_at_center(frame, warp)
     source_x = xs - weight * (warp.magnification * offset_x + shift[0])
     source_y = ys - weight * (warp.magnification * offset_y + shift[1])
-    warped = cv2.remap(
-        image.astype(np.float32),
-        source_x.astype(np.float32),
-        source_y.astype(np.float32),
-        interpolation=cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_REFLECT_101,
-    )
 
     # Shading: a height field (pixels towards the viewer) lit from above. A surface that
     # rises going down faces the light and brightens; the groove below darkens further.
     height = magnitude * warp.dome_height * frame.semi_down * (bump - warp.groove_depth * groove)
     grad_y, grad_x = np.gradient(height)
     slope_down = grad_x * frame.down[0] + grad_y * frame.down[1]
-    lambert = (1.0 + slope_down * np.tan(np.radians(LIGHT_ELEVATION_DEGREES))) / np.sqrt(
-        1.0 + grad_x**2 + grad_y**2
-    )
+    tan_elevation = np.tan(np.radians(LIGHT_ELEVATION_DEGREES))
+    lambert = (1.0 + slope_down * tan_elevation) / np.sqrt(1.0 + grad_x**2 + grad_y**2)
     gain = lambert * (1.0 - magnitude * warp.groove_darkening * groove)
 
     changed = (bump > 0.0) | (groove > 0.0)
-    channel_gain = gain[..., None] ** SHADING_CHANNEL_EXPONENTS
+    return _RegionFields(box, source_x, source_y, gain, changed)
+
+
+def _shift_at_center(frame: RegionFrame, warp: RegionWarp) -> np.ndarray:
+    return (
+        warp.shift_lateral * frame.semi_lateral * frame.lateral
+        + warp.shift_down * frame.semi_down * frame.down
+    )
+
+
+def _warp_region_in_place(image: np.ndarray, frame: RegionFrame, warp: RegionWarp, magnitude: float) -> None:
+    fields = _region_fields(frame, warp, magnitude, image.shape)
+    if fields is None:
+        return
+    x0, y0, x1, y1 = fields.box
+
+    # Sources stay within the shift (plus 2 pixels for bicubic taps) of the box, so only
+    # that part of the photo is converted to float.
+    margin = int(np.ceil(np.linalg.norm(_shift_at_center(frame, warp)))) + 3
+    height, width = image.shape[:2]
+    sx0, sy0 = max(x0 - margin, 0), max(y0 - margin, 0)
+    sx1, sy1 = min(x1 + margin, width), min(y1 + margin, height)
+    warped = cv2.remap(
+        image[sy0:sy1, sx0:sx1].astype(np.float32),
+        (fields.source_x - sx0).astype(np.float32),
+        (fields.source_y - sy0).astype(np.float32),
+        interpolation=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
+
+    channel_gain = fields.gain[..., None] ** SHADING_CHANNEL_EXPONENTS
     shaded = np.clip(np.rint(warped * channel_gain), 0, 255).astype(np.uint8)
     patch = image[y0:y1, x0:x1]
-    patch[changed] = shaded[changed]
+    patch[fields.changed] = shaded[fields.changed]
 
 
 def _support_box(frame: RegionFrame, warp: RegionWarp, shape: Sequence[int]) -> tuple[int, int, int, int] | None:
@@ -305,9 +342,9 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 def draw_magnitudes(rng: np.random.Generator, count: int) -> np.ndarray:
     """Draw [count, 4] magnitudes, one column per region side in `REGION_SIDES` order.
 
-    Each column is stratified: it holds one value from each of the `count` equal bins of
-    [0, 1], in its own random order, so every column covers [0, 1] evenly and the columns
-    are independent. Values are rounded to the manifest's 4 decimals, so the labels
+    Each column is stratified: it contains one value from each of the `count` equal bins
+    of [0, 1], in its own random order. So every column covers [0, 1] evenly, and the
+    columns are independent. Values are rounded to the manifest's 4 decimals, so the labels
     written are the magnitudes applied.
     """
     columns = [(rng.permutation(count) + rng.random(count)) / count for _ in REGION_SIDES]
@@ -326,13 +363,15 @@ def _subject_rng(seed: int, subject: str) -> np.random.Generator:
 def default_portraits() -> list[SourcePortrait]:
     """Return the public-domain portraits that installed packages ship.
 
-    matplotlib's `grace_hopper.jpg` always (matplotlib is a dependency); scikit-image's
-    `astronaut` (Eileen Collins) when scikit-image is installed.
+    matplotlib's `grace_hopper.jpg` is always there, because matplotlib is a dependency.
+    scikit-image's `astronaut` (Eileen Collins) is added when scikit-image is installed.
     """
     import matplotlib.cbook
 
     grace_hopper = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    portraits = [SourcePortrait("grace_hopper", f"matplotlib sample {grace_hopper}", lambda: load_image(grace_hopper))]
+    portraits = [
+        SourcePortrait("grace_hopper", f"matplotlib sample {grace_hopper}", lambda: load_image(grace_hopper), path=grace_hopper)
+    ]
     try:
         import skimage.data
     except ImportError:
@@ -348,7 +387,8 @@ def folder_portraits(faces_dir: str | os.PathLike) -> list[SourcePortrait]:
     """Return every photo under `faces_dir` (recursively) as a portrait.
 
     The subject id is the photo's path relative to `faces_dir` without its suffix
-    ("men/001"); two photos whose paths differ only in the suffix keep it ("men/001_png").
+    ("men/001"). Two photos whose paths differ only in the suffix keep it in their ids
+    ("men/001_png"), and an id that is still taken gets a counter ("men/001_png_2").
 
     Raises:
         ImageError: `faces_dir` is not a folder or holds no image file.
@@ -358,15 +398,22 @@ def folder_portraits(faces_dir: str | os.PathLike) -> list[SourcePortrait]:
         raise ImageError(f"faces folder {folder} not found; give a folder of face photos")
     files, _ = find_images([folder])
     if not files:
-        raise ImageError(f"faces folder {folder} holds no image file; add JPEG or PNG photos")
+        raise ImageError(f"faces folder {folder} contains no image file; add JPEG or PNG photos")
 
     relative = [file.relative_to(folder) for file in files]
     stems = [path.with_suffix("").as_posix() for path in relative]
     stem_counts = Counter(stems)
     portraits = []
+    subjects: set[str] = set()
     for file, path, stem in zip(files, relative, stems):
         subject = stem if stem_counts[stem] == 1 else f"{stem}_{path.suffix[1:].lower()}"
-        portraits.append(SourcePortrait(subject, str(file), lambda file=file: load_image(file)))
+        # Photo names are built from subject ids, so a repeated id would overwrite photos.
+        base, count = subject, 1
+        while subject in subjects:
+            count += 1
+            subject = f"{base}_{count}"
+        subjects.add(subject)
+        portraits.append(SourcePortrait(subject, str(file), lambda file=file: load_image(file), path=file))
     return portraits
 
 
@@ -384,7 +431,7 @@ def make_demo_set(
 
     For each source portrait (`faces_dir` searched recursively, else `default_portraits`)
     the landmarks are detected once and `per_face` variants are written as
-    `images/<subject>/<index>.jpg`, each with magnitudes from `draw_magnitudes`. Then come
+    `images/<subject>_<index>.jpg`, each with magnitudes from `draw_magnitudes`. Then come
     `preview.png` (the first usable portrait at 0, 0.5 and 1 per region side) and, last,
     `manifest.csv`, so an interrupted run never leaves a manifest that lists missing
     photos. A manifest from an earlier run is deleted first. The same arguments give
@@ -393,7 +440,7 @@ def make_demo_set(
 
     Raises:
         FacepadError: `per_face` < 1 or `seed` < 0.
-        ImageError: `faces_dir` is missing or holds no image file.
+        ImageError: `faces_dir` is missing or contains no image file.
         FaceError: no source portrait gave a usable face.
     """
     if per_face < 1:
@@ -403,6 +450,10 @@ def make_demo_set(
     portraits = folder_portraits(faces_dir) if faces_dir is not None else default_portraits()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # When OUT lies inside the faces folder, photos of an earlier run are not sources.
+    portraits = [portrait for portrait in portraits if not _is_inside(portrait.path, out)]
+    if not portraits:
+        raise ImageError(f"faces folder {faces_dir} contains no photo outside {out}; give a folder of face photos")
     manifest_path = out / MANIFEST_NAME
     if manifest_path.exists():
         _logger.info("Deleting the earlier manifest %s before writing new photos", manifest_path)
@@ -435,7 +486,7 @@ def make_demo_set(
             magnitudes = draw_magnitudes(_subject_rng(seed, portrait.subject), per_face)
             for index, values in enumerate(magnitudes):
                 labels = dict(zip(REGION_SIDES, values.tolist()))
-                relative = Path(IMAGES_FOLDER, portrait.subject, f"{index:0{index_width}d}.jpg")
+                relative = Path(IMAGES_FOLDER, f"{portrait.subject}_{index:0{index_width}d}.jpg")
                 (out / relative).parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(out / relative, _encode_jpeg(_apply_warps(image, frames, labels)))
                 rows.append(
@@ -464,6 +515,10 @@ def make_demo_set(
     for source, reason in skipped:
         _logger.warning("Skipped %s: %s", source, reason)
     return manifest_path
+
+
+def _is_inside(path: Path | None, folder: Path) -> bool:
+    return path is not None and path.resolve().is_relative_to(folder.resolve())
 
 
 def _write_manifest(path: Path, rows: list[dict[str, str]]) -> None:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from facepad.checkpoint import find_latest_checkpoint, load_checkpoint
+from facepad.classes import ClassTable
 from facepad.config import Config, config_from_dict
 from facepad.cropper import Cropper, PhotoCrops
-from facepad.dataset import ClassTable
 from facepad.distributed import select_device
 from facepad.errors import CheckpointError, ConfigError, FacepadError
 from facepad.model import FatPadNet, predict_crops
@@ -305,10 +305,10 @@ def write_embeddings(table: dict[str, np.ndarray], path: str | os.PathLike) -> N
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
-        except ImportError:
+        except ImportError as error:
             raise FacepadError(
-                f"--out {path}: writing .parquet needs pyarrow; install it (pip install 'facepad[parquet]') "
-                "or use .npz or .csv"
+                f"--out {path}: writing .parquet needs a working pyarrow ({error}); "
+                "install it with pip install 'facepad[parquet]', or use .npz or .csv"
             ) from None
         arrow = pa.table({
             "path": table["paths"].tolist(),

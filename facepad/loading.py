@@ -51,6 +51,10 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
     except UnidentifiedImageError:
+        if _has_image_signature(path):
+            raise ImageError(
+                f"{path}: truncated or corrupt image data (the header is unreadable); re-export or re-copy the file"
+            ) from None
         raise ImageError(
             f"{path}: not an image file Pillow can read; expected a photo such as JPEG or PNG"
         ) from None
@@ -123,6 +127,16 @@ def _walk_images(folder: Path) -> list[Path]:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 files.append(Path(root) / name)
     return sorted(files)
+
+
+# Leading bytes of the formats in IMAGE_SUFFIXES.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def _has_image_signature(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    return head.startswith(_SIGNATURES)
 
 
 def _check_file(path: Path) -> None:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from facepad.landmarks import FaceLandmarks
-from facepad.regions import NOSE_TIP, REGION_SIDES, region_polygon, split_region_side
+from facepad.regions import REGION_SIDES, REGION_TYPES, SIDES, region_polygon, split_region_side
 
 # Outline colours (RGB) per region type; both sides of a region share a colour.
 REGION_COLORS = {"cheek": (255, 140, 0), "undereye": (40, 220, 255)}
@@ -55,12 +55,26 @@ def draw_regions(
         polygon = points[region_polygon(name)]
         cv2.polylines(canvas, [_fixed(polygon)], True, REGION_COLORS[region], thickness + 1, cv2.LINE_AA, _SHIFT)
 
-    nose_x = points[NOSE_TIP, 0]
-    for name in REGION_SIDES:
-        region, _ = split_region_side(name)
-        polygon = points[region_polygon(name)]
-        lines = [name] + ([labels[name]] if labels and name in labels else [])
-        _draw_label(canvas, lines, polygon, region, nose_x, font_scale)
+    # Labels sit beside the face, subject's left on the viewer's right, each joined to
+    # its region by a line, so that they never hide a region and a region drawn on the
+    # wrong side shows as a line across the face.
+    face_left, face_right = points[:, 0].min(), points[:, 0].max()
+    gap = 6 * unit
+    for side in SIDES:
+        next_top = -np.inf
+        # Top to bottom, so that each label can be pushed below the one above it.
+        for region in sorted(REGION_TYPES, key=lambda region: points[region_polygon(f"{region}_{side}"), 1].mean()):
+            name = f"{region}_{side}"
+            polygon = points[region_polygon(name)]
+            lines = [name] + ([labels[name]] if labels and name in labels else [])
+            block_width, block_height = _text_block_size(lines, font_scale)
+            left = face_right + gap if side == "left" else face_left - gap - block_width
+            left = float(np.clip(left, 0, max(0, width - block_width)))
+            top = max(polygon[:, 1].mean() - block_height / 2, next_top)
+            next_top = top + block_height + gap
+            anchor_x = left if side == "left" else left + block_width
+            cv2.line(canvas, _fixed(polygon.mean(axis=0)), _fixed((anchor_x, top + block_height / 2)), REGION_COLORS[region], 1, cv2.LINE_AA, _SHIFT)
+            _draw_text_block(canvas, lines, (left, top), font_scale, REGION_COLORS[region])
 
     if flags:
         _draw_text_block(canvas, list(flags), (4 * unit, 4 * unit), font_scale, FLAG_COLOR)
@@ -79,22 +93,6 @@ def _prepare_canvas(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray
 
 def _fixed(points) -> np.ndarray:
     return np.round(np.asarray(points, dtype=np.float64) * 2**_SHIFT).astype(np.int32)
-
-
-def _draw_label(canvas: np.ndarray, lines: list[str], polygon: np.ndarray, region: str, nose_x: float, font_scale: float) -> None:
-    """Draw a region's label outside its outline: under a cheek, beside an under-eye region."""
-    width, height = _text_block_size(lines, font_scale)
-    gap = 4 * font_scale
-    if region == "cheek":
-        left = polygon[:, 0].mean() - width / 2
-        top = polygon[:, 1].max() + gap
-    elif polygon[:, 0].mean() > nose_x:
-        left = polygon[:, 0].max() + gap
-        top = polygon[:, 1].mean() - height / 2
-    else:
-        left = polygon[:, 0].min() - gap - width
-        top = polygon[:, 1].mean() - height / 2
-    _draw_text_block(canvas, lines, (left, top), font_scale, REGION_COLORS[region])
 
 
 def _text_block_size(lines: list[str], font_scale: float) -> tuple[float, float]:

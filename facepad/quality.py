@@ -3,6 +3,11 @@
 A photo is rejected (with `FaceError` and the reason) when its head pose or face size
 makes the region crops unreliable. Problems that leave the crops usable are reported as
 flags instead.
+
+NOTE: nothing checks whether a region is hidden (by a hand, a camera, sunglasses or hair):
+FaceMesh places all 478 points even on covered parts of a face, so such crops pass
+unflagged. Neither skin-colour statistics nor the detector's score separated hidden from
+visible regions on the shared test portraits.
 """
 
 from __future__ import annotations

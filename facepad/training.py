@@ -26,9 +26,21 @@ from tqdm import tqdm
 
 from facepad.cache import CropCache
 from facepad.checkpoint import load_checkpoint, save_checkpoint
+from facepad.classes import ClassTable
 from facepad.config import Config, config_from_dict, save_config
-from facepad.dataset import ClassTable, CropDataset, CropSet, build_augmentation, build_crop_set, require_crops
-from facepad.distributed import DistributedContext, all_gather_object_list, cleanup_distributed, init_distributed
+from facepad.dataset import (
+    CropDataset,
+    CropSet,
+    build_augmentation,
+    build_crop_set,
+    require_crops,
+)
+from facepad.distributed import (
+    DistributedContext,
+    all_gather_object_list,
+    cleanup_distributed,
+    init_distributed,
+)
 from facepad.errors import FacepadError
 from facepad.losses import NPairLoss
 from facepad.manifest import read_manifest, split_by_subject

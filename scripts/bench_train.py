@@ -31,14 +31,15 @@ import numpy as np
 import torch
 
 from facepad.cache import CropCache
+from facepad.classes import ClassTable
 from facepad.config import load_config
 from facepad.crops import crop_regions
-from facepad.dataset import ClassTable, CropDataset, build_augmentation, build_crop_set
+from facepad.dataset import CropDataset, build_augmentation, build_crop_set
 from facepad.demo_data import make_demo_set
 from facepad.landmarks import create_detector
 from facepad.losses import NPairLoss
 from facepad.manifest import read_manifest
-from facepad.model import FatPadNet, to_model_input
+from facepad.model import FatPadNet
 from facepad.regions import REGION_SIDES, REGION_TYPES
 from facepad.sampler import NPairBatchSampler
 from facepad.training import _build_optimizer, _train_step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,52 @@ def make_synthetic_landmarks(
 def synthetic_landmarks():
     """Factory of mirror-symmetric synthetic landmarks (see `make_synthetic_landmarks`)."""
     return make_synthetic_landmarks
+
+
+# --- A small demo set and one short training run, shared by the training and CLI tests ---
+
+
+@dataclass
+class TrainedRun:
+    """A finished two-epoch run on a small demo set, with the config and overrides that made it."""
+
+    config: object
+    overrides: list
+    result: object
+
+
+@pytest.fixture(scope="session")
+def demo_set(tmp_path_factory):
+    """Return the manifest of a demo set: 4 warped variants of each of the two default portraits."""
+    from facepad.demo_data import make_demo_set
+
+    folder = tmp_path_factory.mktemp("demo")
+    return make_demo_set(folder, per_face=4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_set, tmp_path_factory):
+    """Train `test_resnet` (a tiny timm model) for 2 epochs on the demo set, with real crops."""
+    from facepad.config import load_config
+    from facepad.training import train
+
+    root = tmp_path_factory.mktemp("training")
+    overrides = [
+        f"data.manifest={demo_set}",
+        f"data.cache_dir={root / 'cache'}",
+        "data.score_bins=4",
+        "crop.size=32",
+        "model.backbone=test_resnet",
+        "model.embedding_dim=16",
+        "model.head_hidden=8",
+        "sampler.classes_per_batch=6",
+        "train.epochs=2",
+        "train.warmup_steps=2",
+        "train.log_every=1",
+        "train.exemplars=40",
+        "train.projector_crops=20",
+        "augment.enabled=true",
+    ]
+    config = load_config(None, overrides + [f"train.out_dir={root / 'runs'}", "train.run_name=tiny"])
+    result = train(config)
+    return TrainedRun(config, overrides, result)

@@ -204,3 +204,11 @@ def test_find_images_folders_and_files(tmp_path):
 def test_image_suffixes_lower_case():
     assert all(suffix.startswith(".") and suffix == suffix.lower() for suffix in IMAGE_SUFFIXES)
     assert {".jpg", ".jpeg", ".png"} <= IMAGE_SUFFIXES
+
+
+def test_load_image_header_only(tmp_path):
+    # A PNG signature with nothing after it: an image file cut short, not some other file.
+    path = tmp_path / "cut.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_image(path)
