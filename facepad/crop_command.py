@@ -56,7 +56,7 @@ _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
 @dataclass
 class CropRunSummary:
-    """What a crop run did: counts, output paths and every skipped path with its reason."""
+    """Outcome of a crop run: counts, output paths and every skipped path with its reason."""
 
     out_dir: Path
     photos: int = 0
@@ -163,8 +163,10 @@ def output_stems(files: Sequence[Path]) -> dict[Path, str]:
 
 
 def _load_ahead(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray | FacepadError]]:
-    """Yield (path, image) in order, decoding the next photo in a worker thread; a photo
-    that cannot be loaded comes with its `ImageError` in place of the image."""
+    """Yield (path, image) in order, decoding the next photo in a worker thread.
+
+    A photo that cannot be loaded comes with its `ImageError` in place of the image.
+    """
     if not files:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepad-load") as loader:

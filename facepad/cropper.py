@@ -1,6 +1,6 @@
 """The cropper: load, detect, check and crop one photo.
 
-`Cropper` holds one landmark detector (a MediaPipe graph) and reuses it for every photo,
+`Cropper` keeps one landmark detector (a MediaPipe graph) and reuses it for every photo,
 so create one per process and close it when done.
 """
 

@@ -1,9 +1,9 @@
 """Region crops: aligned, scale-normalised square crops of each region side.
 
-Each crop is cut with one affine warp that rotates the photo so the eye line is
+Each crop is cut with one affine warp. It rotates the photo so the eye line is
 horizontal, scales it so the crop's side is a fixed multiple of the inter-ocular distance
-(`REGION_SCALE`), centres the region's polygon, and, for right-side regions, mirrors it
-horizontally so that every crop has the orientation of a left-side crop.
+(`REGION_SCALE`) and centres the region's polygon. For right-side regions it also mirrors
+the crop horizontally, so that every crop has the orientation of a left-side crop.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _MAX_WARP_DOWNSCALE = 2.0
 
 @dataclass(frozen=True)
 class CropSettings:
-    """How region crops are cut. The defaults here are facepad's defaults everywhere.
+    """Crop size, margin and masking. The defaults here are facepad's defaults everywhere.
 
     `size` is the crop's side in pixels. `margin` widens the square around a region by
     this fraction of its side on every side, so the crop's side is
@@ -136,10 +136,10 @@ def crop_regions(image: np.ndarray, landmarks: FaceLandmarks, settings: CropSett
 def alignment_transform(points: np.ndarray, polygon: np.ndarray, region: str, settings: CropSettings, mirror: bool) -> np.ndarray:
     """Return the [2, 3] photo-to-crop affine map for one region side.
 
-    The map rotates about the photo origin by minus the eye-line angle, scales so that
+    The map rotates about the photo origin by minus the eye-line angle. It scales so that
     `REGION_SCALE[region] * (1 + 2 * margin)` inter-ocular distances span `settings.size`
-    pixels, moves the centre of the polygon's rotated bounding box to the crop's centre,
-    and with `mirror` flips the crop horizontally.
+    pixels and moves the centre of the polygon's rotated bounding box to the crop's
+    centre. With `mirror` it also flips the crop horizontally.
     """
     left, right = eye_centers(points)
     dx, dy = float(left[0] - right[0]), float(left[1] - right[1])
@@ -177,8 +177,8 @@ def _warp(image: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
         if source is None:
             return np.zeros((size, size, 3), dtype=np.uint8)
 
-    # OpenCV puts pixel i at coordinate i, the landmarks at [i, i + 1]: shift by half a
-    # pixel on both ends.
+    # OpenCV puts pixel i at coordinate i and the landmarks put it at [i, i + 1], so
+    # shift by half a pixel on both ends.
     opencv = transform.copy()
     opencv[:, 2] += transform[:, :2] @ np.array([0.5, 0.5]) - 0.5
     return cv2.warpAffine(

@@ -236,7 +236,7 @@ class _RegionFields:
     source_x: np.ndarray  # where each output pixel reads the photo, in cv2.remap coordinates
     source_y: np.ndarray
     gain: np.ndarray  # brightness factor before the per-channel exponents
-    changed: np.ndarray  # bool: pixels inside the support; all others keep their values
+    changed: np.ndarray  # bool, true inside the support (all other pixels keep their values)
 
 
 def _region_fields(frame: RegionFrame, warp: RegionWarp, magnitude: float, shape: Sequence[int]) -> _RegionFields | None:
@@ -245,7 +245,7 @@ def _region_fields(frame: RegionFrame, warp: RegionWarp, magnitude: float, shape
         return None
     x0, y0, x1, y1 = box
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    # Landmarks put pixel i's centre at i + 0.5; cv2.remap puts it at i.
+    # Landmarks put pixel i's centre at i + 0.5, but cv2.remap puts it at i.
     offset_x = xs + 0.5 - frame.center[0]
     offset_y = ys + 0.5 - frame.center[1]
     u = (offset_x * frame.lateral[0] + offset_y * frame.lateral[1]) / (frame.semi_lateral * warp.lateral_scale)
@@ -264,14 +264,14 @@ def _region_fields(frame: RegionFrame, warp: RegionWarp, magnitude: float, shape
         groove = groove * guard
 
     # Geometry as an inverse map: output pixel p reads the source at p - displacement.
-    # Magnification pulls the source towards the centre; the shift moves the whole dome.
+    # Magnification pulls the source towards the centre, and the shift moves the whole dome.
     weight = magnitude * bump
     shift = _shift_at_center(frame, warp)
     source_x = xs - weight * (warp.magnification * offset_x + shift[0])
     source_y = ys - weight * (warp.magnification * offset_y + shift[1])
 
     # Shading: a height field (pixels towards the viewer) lit from above. A surface that
-    # rises going down faces the light and brightens; the groove below darkens further.
+    # rises going down faces the light and brightens, and the groove below darkens further.
     height = magnitude * warp.dome_height * frame.semi_down * (bump - warp.groove_depth * groove)
     grad_y, grad_x = np.gradient(height)
     slope_down = grad_x * frame.down[0] + grad_y * frame.down[1]
@@ -391,7 +391,7 @@ def folder_portraits(faces_dir: str | os.PathLike) -> list[SourcePortrait]:
     ("men/001_png"), and an id that is still taken gets a counter ("men/001_png_2").
 
     Raises:
-        ImageError: `faces_dir` is not a folder or holds no image file.
+        ImageError: `faces_dir` is not a folder or contains no image file.
     """
     folder = Path(faces_dir)
     if not folder.is_dir():
@@ -435,8 +435,9 @@ def make_demo_set(
     `preview.png` (the first usable portrait at 0, 0.5 and 1 per region side) and, last,
     `manifest.csv`, so an interrupted run never leaves a manifest that lists missing
     photos. A manifest from an earlier run is deleted first. The same arguments give
-    byte-identical files. A source that cannot be read or has no face is skipped and
-    logged with the reason. `detector` defaults to `create_detector()`.
+    byte-identical files (with the same Pillow, OpenCV and MediaPipe versions). A source
+    that cannot be read, has no face or fails `assess_quality` is skipped and logged with
+    the reason. `detector` defaults to `create_detector()`.
 
     Raises:
         FacepadError: `per_face` < 1 or `seed` < 0.
@@ -581,7 +582,7 @@ def render_preview(image: np.ndarray, points: np.ndarray) -> np.ndarray:
 def _crop_tile(image: np.ndarray, center: np.ndarray, side: float) -> np.ndarray:
     """Cut a square of `side` pixels centred on `center` and scale it to the tile size."""
     scale = _TILE / side
-    # Landmarks put pixel i's centre at i + 0.5; cv2.warpAffine puts it at i.
+    # Landmarks put pixel i's centre at i + 0.5, but cv2.warpAffine puts it at i.
     corner = np.asarray(center, dtype=np.float64) - 0.5 - side / 2.0
     matrix = np.array([[scale, 0.0, -scale * corner[0]], [0.0, scale, -scale * corner[1]]])
     return cv2.warpAffine(

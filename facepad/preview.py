@@ -55,9 +55,9 @@ def draw_regions(
         polygon = points[region_polygon(name)]
         cv2.polylines(canvas, [_fixed(polygon)], True, REGION_COLORS[region], thickness + 1, cv2.LINE_AA, _SHIFT)
 
-    # Labels sit beside the face, subject's left on the viewer's right, each joined to
-    # its region by a line, so that they never hide a region and a region drawn on the
-    # wrong side shows as a line across the face.
+    # Labels sit beside the face, the subject's left on the viewer's right, each joined
+    # to its region by a line. They never hide a region, and a region on the wrong side
+    # shows as a line across the face.
     face_left, face_right = points[:, 0].min(), points[:, 0].max()
     gap = 6 * unit
     for side in SIDES:

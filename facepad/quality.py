@@ -68,10 +68,10 @@ class QualitySettings:
 class HeadPose:
     """Head angles in degrees, from the landmarks' 3D face frame.
 
-    `yaw` is positive when the subject turns toward their own left (the nose points to
-    the viewer's right), `pitch` is positive when the subject looks up, and `roll` is the
-    eye line's angle in the image, positive when it runs downhill toward the viewer's
-    right (a clockwise tilt on screen).
+    `yaw` is positive when the subject turns toward their own left, so that the nose
+    points to the viewer's right. `pitch` is positive when the subject looks up. `roll` is
+    the eye line's angle in the image, positive when the line runs downhill toward the
+    viewer's right (a clockwise tilt on screen).
     """
 
     yaw_deg: float
@@ -83,7 +83,7 @@ class HeadPose:
 class QualityReport:
     """Pose, face size and flags of a photo that passed the quality checks.
 
-    `flags` holds `"several_faces"` when more than one face was found,
+    `flags` contains `"several_faces"` when more than one face was found,
     `"<region side>_turned_away"` for the regions of the side facing away from the camera
     when |yaw| exceeds `turned_away_yaw_deg`, and `"<region side>_outside_image"` for each
     region side whose polygon runs past the image border.
@@ -99,9 +99,9 @@ class QualityReport:
 def estimate_pose(points: np.ndarray) -> HeadPose:
     """Estimate yaw, pitch and roll from [478, 3] landmarks in pixels.
 
-    The face frame's x axis runs from the right to the left eye centre and its y axis
-    from the forehead to the chin, made orthogonal to x; both are 3D, because z shares
-    the pixel scale of x. The angles are those of that frame relative to the camera.
+    The face frame's x axis runs from the right to the left eye centre. Its y axis runs
+    from the forehead to the chin, made orthogonal to x. Both axes are 3D because z
+    shares the pixel scale of x. The angles are those of that frame relative to the camera.
     """
     left, right = eye_centers(points)
     x_axis = _unit(left - right)

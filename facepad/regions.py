@@ -1,8 +1,8 @@
 """Facial regions as landmark polygons, and the 478-point mirror permutation.
 
 Sides are the subject's: "left" is the subject's left, the eye ringed by landmarks 263
-and 362, which appears on the viewer's right. Only the left polygons are written down
-(`_LEFT_POLYGONS`); each right polygon is the left one mapped through the mirror
+and 362, which appears on the viewer's right. Only the left polygons are written down,
+in `_LEFT_POLYGONS`. Each right polygon is the left one mapped through the mirror
 permutation, so the two sides are exact mirrors by construction.
 """
 
@@ -20,7 +20,7 @@ SIDES = ("left", "right")
 REGION_SIDES = ("cheek_left", "cheek_right", "undereye_left", "undereye_right")
 
 # Increase when a polygon changes, so that caches and checkpoints made with the old
-# table can be told apart.
+# table can be recognised.
 REGION_TABLE_VERSION = 1
 
 # Eye corners (outer, inner) of each side; their midpoints define the eye line and the

@@ -48,8 +48,8 @@ def make_synthetic_landmarks(
 
     Points come in mirror pairs (`mirror_permutation`) at (x, y) and (2 cx - x, y), with
     midline points at x = cx and z = 0 everywhere. Eye corners, forehead and chin sit at
-    face-like places; the left region polygons lie right of the midline on screen, around
-    their usual places, and the other points are random.
+    face-like places. The left region polygons lie right of the midline on screen, around
+    their usual places. The other points are random.
     """
     rng = np.random.default_rng(seed)
     permutation = mirror_permutation()

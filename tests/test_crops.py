@@ -126,8 +126,8 @@ def test_crop_pixels_follow_transform(synthetic_landmarks):
 
 
 def test_border_flag(synthetic_landmarks):
-    # A face centred 40 px from the right edge: the subject's left regions (on the
-    # viewer's right) run past the border; the right regions do not.
+    # A face centred 40 px from the right edge. The subject's left regions, on the
+    # viewer's right, run past the border, and the right regions do not.
     landmarks = synthetic_landmarks(width=500, height=500, interocular=100.0)
     points = landmarks.points.copy()
     points[:, 0] += 210
@@ -149,14 +149,15 @@ def test_mask_blanks_outside_polygon(synthetic_landmarks):
         cv2.fillPoly(mask, [np.round(crop.polygon - 0.5).astype(np.int32)], 1)
         inside = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
         outside = cv2.dilate(mask, np.ones((3, 3), np.uint8)) == 0
-        assert inside.any() and outside.any()
+        assert inside.any()
+        assert outside.any()
         assert crop.image[inside].min() == 200, crop.name
         assert crop.image[outside].max() == 0, crop.name
 
 
 def test_large_downscale_without_aliasing(synthetic_landmarks):
-    # A 1-pixel checkerboard cut at about 1/12 scale must come out uniform grey; a plain
-    # bilinear warp samples it into a pattern of black and white.
+    # A 1-pixel checkerboard cut at about 1/12 scale must come out uniform grey. A plain
+    # bilinear warp would sample it into a pattern of black and white.
     landmarks = synthetic_landmarks(width=3000, height=3000, interocular=1200.0)
     board = ((np.indices((3000, 3000)).sum(axis=0) % 2) * 255).astype(np.uint8)
     image = np.ascontiguousarray(np.repeat(board[..., None], 3, axis=2))
@@ -213,9 +214,10 @@ def test_mirror_consistency_redetected(detector, faces_dir):
     # against the side-swapped crops of the photo. FaceMesh is not exactly mirror-
     # symmetric (mean landmark offset 0.02 inter-ocular distances, about 2 crop pixels),
     # which shows on textured skin, eyelashes and hair. Measured with 96 px crops on
-    # these six frontal photos: mean absolute difference 1.2-12.8 grey levels per crop,
-    # 5.6 on average; on all 98 detected photos the median is 6.1 and the 90th percentile
-    # 16.7 (turned heads are worse). The bounds leave some room above the frontal figures.
+    # these six frontal photos, the mean absolute difference is 1.2-12.8 grey levels per
+    # crop and 5.6 on average. On all 98 detected photos the median is 6.1 and the 90th
+    # percentile 16.7, because turned heads are worse. The bounds leave some room above
+    # the frontal figures.
     differences = []
     for name in FRONTAL_FACES:
         image = load_image(faces_dir / f"{name}.jpg")

@@ -84,7 +84,7 @@ def test_load_image_unicode_path(tmp_path):
 
 
 def test_load_image_exif_orientation(tmp_path):
-    # A red block in the top-left corner of the stored pixels; EXIF orientation 6 says
+    # A red block in the top-left corner of the stored pixels. EXIF orientation 6 means
     # "rotate 90 degrees clockwise to display", which moves the block to the top-right.
     pixels = np.full((40, 60, 3), 255, dtype=np.uint8)
     pixels[:10, :10] = (255, 0, 0)
@@ -95,7 +95,8 @@ def test_load_image_exif_orientation(tmp_path):
 
     loaded = load_image(path)
     _check_rgb(loaded, 60, 40)
-    assert loaded[:10, -10:, 0].mean() > 200 and loaded[:10, -10:, 1].mean() < 60
+    assert loaded[:10, -10:, 0].mean() > 200
+    assert loaded[:10, -10:, 1].mean() < 60
     assert loaded[:10, :10].min() > 200
 
 

@@ -37,9 +37,11 @@ def test_region_sides_names():
 def test_region_polygon_indices_valid():
     for name in REGION_SIDES:
         polygon = region_polygon(name)
-        assert polygon.ndim == 1 and len(polygon) >= 3, name
+        assert polygon.ndim == 1, name
+        assert len(polygon) >= 3, name
         assert len(set(polygon.tolist())) == len(polygon), f"{name} repeats a vertex"
-        assert polygon.min() >= 0 and polygon.max() < NUM_LANDMARKS, name
+        assert polygon.min() >= 0, name
+        assert polygon.max() < NUM_LANDMARKS, name
 
 
 def test_region_polygon_right_mirrors_left():
