@@ -40,8 +40,16 @@ from facepad.regions import REGION_SIDES
 _logger = logging.getLogger(__name__)
 
 INDEX_COLUMNS = (
-    "source", "region", "side", "crop", "flags",
-    "yaw_deg", "pitch_deg", "roll_deg", "interocular_px", "num_faces",
+    "source",
+    "region",
+    "side",
+    "crop",
+    "flags",
+    "yaw_deg",
+    "pitch_deg",
+    "roll_deg",
+    "interocular_px",
+    "num_faces",
 )
 
 # Longer side of preview images; larger photos are downscaled for the preview.
@@ -94,14 +102,15 @@ def run_crop(
     summary = CropRunSummary(out_dir=out_dir, photos=len(files) + len(rejected))
     summary.skipped.extend((str(path), reason) for path, reason in rejected)
 
-    (out_dir / "crops").mkdir(parents=True, exist_ok=True)
-    (out_dir / "previews").mkdir(parents=True, exist_ok=True)
     stems = output_stems(files)
     rows = []
     with (
         Cropper(crop=crop, quality=quality, detector=detector, model_path=model_path) as cropper,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepad-write") as writer,
     ):
+        # Created once the model has loaded, so that an invalid model leaves no folders.
+        (out_dir / "crops").mkdir(parents=True, exist_ok=True)
+        (out_dir / "previews").mkdir(parents=True, exist_ok=True)
         writes: deque[Future] = deque()
         photos = _load_ahead(files)
         for file, loaded in tqdm(photos, total=len(files), desc="Cropping", unit="photo", disable=not progress):
@@ -191,18 +200,20 @@ def _index_rows(stem: str, result: PhotoCrops) -> list[dict]:
     rows = []
     for name, crop in result.crops.items():
         flags = photo_flags + [flag for flag in quality.flags if flag.startswith(name)]
-        rows.append({
-            "source": result.source,
-            "region": crop.region,
-            "side": crop.side,
-            "crop": _crop_path(stem, name).as_posix(),
-            "flags": ";".join(flags),
-            "yaw_deg": f"{quality.yaw_deg:.1f}",
-            "pitch_deg": f"{quality.pitch_deg:.1f}",
-            "roll_deg": f"{quality.roll_deg:.1f}",
-            "interocular_px": f"{quality.interocular_px:.1f}",
-            "num_faces": result.landmarks.num_faces,
-        })
+        rows.append(
+            {
+                "source": result.source,
+                "region": crop.region,
+                "side": crop.side,
+                "crop": _crop_path(stem, name).as_posix(),
+                "flags": ";".join(flags),
+                "yaw_deg": f"{quality.yaw_deg:.1f}",
+                "pitch_deg": f"{quality.pitch_deg:.1f}",
+                "roll_deg": f"{quality.roll_deg:.1f}",
+                "interocular_px": f"{quality.interocular_px:.1f}",
+                "num_faces": result.landmarks.num_faces,
+            }
+        )
     return rows
 
 
@@ -251,4 +262,4 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _strip_source(message: str, source: str) -> str:
     prefix = f"{source}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message

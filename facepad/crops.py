@@ -55,8 +55,14 @@ class CropSettings:
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
-            raise ConfigError(f"crop size={self.size!r} is invalid; give a whole number of pixels in [{MIN_SIZE}, {MAX_SIZE}]")
-        if not isinstance(self.margin, (int, float)) or isinstance(self.margin, bool) or not 0.0 <= self.margin <= MAX_MARGIN:
+            raise ConfigError(
+                f"crop size={self.size!r} is invalid; give a whole number of pixels in [{MIN_SIZE}, {MAX_SIZE}]"
+            )
+        if (
+            not isinstance(self.margin, (int, float))
+            or isinstance(self.margin, bool)
+            or not 0.0 <= self.margin <= MAX_MARGIN
+        ):
             raise ConfigError(f"crop margin={self.margin!r} is invalid; give a fraction in [0, {MAX_MARGIN}]")
         if not isinstance(self.mask, bool):
             raise ConfigError(f"crop mask={self.mask!r} is invalid; give true or false")
@@ -123,17 +129,26 @@ def crop_regions(image: np.ndarray, landmarks: FaceLandmarks, settings: CropSett
         if settings.mask:
             crop = _mask_outside(crop, crop_polygon)
         outside = bool(
-            np.any(polygon[:, 0] < 0) or np.any(polygon[:, 1] < 0)
-            or np.any(polygon[:, 0] > width) or np.any(polygon[:, 1] > height)
+            np.any(polygon[:, 0] < 0)
+            or np.any(polygon[:, 1] < 0)
+            or np.any(polygon[:, 0] > width)
+            or np.any(polygon[:, 1] > height)
         )
         crops[name] = RegionCrop(
-            name=name, region=region, side=side, image=crop, transform=transform,
-            polygon=crop_polygon, outside_image=outside,
+            name=name,
+            region=region,
+            side=side,
+            image=crop,
+            transform=transform,
+            polygon=crop_polygon,
+            outside_image=outside,
         )
     return crops
 
 
-def alignment_transform(points: np.ndarray, polygon: np.ndarray, region: str, settings: CropSettings, mirror: bool) -> np.ndarray:
+def alignment_transform(
+    points: np.ndarray, polygon: np.ndarray, region: str, settings: CropSettings, mirror: bool
+) -> np.ndarray:
     """Return the [2, 3] photo-to-crop affine map for one region side.
 
     The map rotates about the photo origin by minus the eye-line angle. It scales so that

@@ -9,8 +9,11 @@ next, and both return a `FaceLandmarks` in pixels of the full-size photo.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,9 +41,10 @@ DEFAULT_MAX_SIDE = 1280
 class FaceLandmarks:
     """The 478 landmarks of one face in a photo.
 
-    `points` is [478, 3] float32: x and y in pixels of the full-size photo, measured from
-    the photo's top-left corner (pixel i spans [i, i + 1]), and z in the same pixel scale
-    as x (MediaPipe's normalised depth times the photo width; smaller is nearer the camera).
+    `points` is [478, 3] float32. x and y are in pixels of the full-size photo, measured
+    from its top-left corner, so that pixel i spans [i, i + 1]. z is in the same pixel
+    scale as x: MediaPipe's normalised depth times the photo width, smaller nearer the
+    camera.
     """
 
     points: np.ndarray
@@ -108,17 +112,27 @@ class FaceMeshDetector(_DetectorBase):
 
     def __init__(self, max_side: int = DEFAULT_MAX_SIDE, min_detection_confidence: float = 0.5) -> None:
         super().__init__(max_side)
-        import mediapipe as mp
+        with _native_logs_silenced():
+            import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=MAX_FACES,
-            refine_landmarks=True,
-            min_detection_confidence=min_detection_confidence,
-        )
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=MAX_FACES,
+                refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence,
+            )
+            # The graph starts its threads on the first image; wait for them here.
+            self._mesh.process(np.zeros((64, 64, 3), dtype=np.uint8))
+        self._first_call = True
 
     def _detect_normalized(self, image: np.ndarray) -> list[np.ndarray]:
-        result = self._mesh.process(image)
+        if self._first_call:
+            # MediaPipe's graph logs its start-up on the first image.
+            with _native_logs_silenced():
+                result = self._mesh.process(image)
+            self._first_call = False
+        else:
+            result = self._mesh.process(image)
         if not result.multi_face_landmarks:
             return []
         return [_to_array(face.landmark) for face in result.multi_face_landmarks]
@@ -150,9 +164,12 @@ class FaceLandmarkerDetector(_DetectorBase):
             num_faces=MAX_FACES,
         )
         try:
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            with _native_logs_silenced():
+                self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as error:
-            raise ConfigError(f"face landmarker model {path} cannot be loaded ({error}); give a valid .task file") from None
+            raise ConfigError(
+                f"face landmarker model {path} cannot be loaded ({error}); give a valid .task file"
+            ) from None
         self._mp_image = mp.Image
         self._image_format = mp.ImageFormat.SRGB
 
@@ -187,6 +204,30 @@ def create_detector(model_path: str | os.PathLike | None = None, max_side: int =
         _logger.debug("Using the MediaPipe Tasks FaceLandmarker from %s", model_path)
         return FaceLandmarkerDetector(model_path, max_side=max_side)
     return FaceMeshDetector(max_side=max_side)
+
+
+@contextlib.contextmanager
+def _native_logs_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while MediaPipe's C++ code starts up.
+
+    MediaPipe 0.10.21 logs start-up notices (TensorFlow Lite delegate, feedback manager)
+    through absl straight to the process's stderr, and no environment variable of that
+    release turns them off. Python-level errors are raised as exceptions and not lost.
+    Set FACEPAD_MEDIAPIPE_LOGS=1 to keep the notices.
+    """
+    if os.environ.get("FACEPAD_MEDIAPIPE_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_image(image: np.ndarray) -> None:

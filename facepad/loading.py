@@ -1,8 +1,8 @@
 """Image loading: every photo enters facepad through `load_image`.
 
 `load_image` applies the EXIF orientation and turns any mode Pillow reads (RGBA, LA,
-palette, grayscale, 16-bit) into an RGB `uint8` array, so the rest of the pipeline sees
-one image format. `find_images` expands files and folders given on a command line.
+palette, grayscale, 16-bit) into an RGB `uint8` array, so the rest of the pipeline
+receives one image format. `find_images` expands files and folders given on a command line.
 """
 
 from __future__ import annotations
@@ -55,9 +55,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
             raise ImageError(
                 f"{path}: truncated or corrupt image data (the header is unreadable); re-export or re-copy the file"
             ) from None
-        raise ImageError(
-            f"{path}: not an image file Pillow can read; expected a photo such as JPEG or PNG"
-        ) from None
+        raise ImageError(f"{path}: not an image file Pillow can read; expected a photo such as JPEG or PNG") from None
     except Image.DecompressionBombError as error:
         raise ImageError(f"{path}: image too large to load ({error})") from None
     except OSError as error:
@@ -67,8 +65,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
         width, height = image.size
         if width * height > limit:
             raise ImageError(
-                f"{path}: {width} x {height} pixels is more than the limit of {limit} pixels; "
-                "downscale the photo first"
+                f"{path}: {width} x {height} pixels is more than the limit of {limit} pixels; downscale the photo first"
             )
         try:
             image.load()

@@ -48,7 +48,9 @@ def draw_regions(
     font_scale = 0.38 * unit
 
     for x, y in points:
-        cv2.circle(canvas, _fixed((x, y)), round(max(0.8, 0.6 * unit) * 2**_SHIFT), LANDMARK_COLOR, -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(
+            canvas, _fixed((x, y)), round(max(0.8, 0.6 * unit) * 2**_SHIFT), LANDMARK_COLOR, -1, cv2.LINE_AA, _SHIFT
+        )
 
     for name in REGION_SIDES:
         region, _ = split_region_side(name)
@@ -73,7 +75,15 @@ def draw_regions(
             top = max(polygon[:, 1].mean() - block_height / 2, next_top)
             next_top = top + block_height + gap
             anchor_x = left if side == "left" else left + block_width
-            cv2.line(canvas, _fixed(polygon.mean(axis=0)), _fixed((anchor_x, top + block_height / 2)), REGION_COLORS[region], 1, cv2.LINE_AA, _SHIFT)
+            cv2.line(
+                canvas,
+                _fixed(polygon.mean(axis=0)),
+                _fixed((anchor_x, top + block_height / 2)),
+                REGION_COLORS[region],
+                1,
+                cv2.LINE_AA,
+                _SHIFT,
+            )
             _draw_text_block(canvas, lines, (left, top), font_scale, REGION_COLORS[region])
 
     if flags:
@@ -106,7 +116,9 @@ def _text_thickness(font_scale: float) -> int:
     return max(1, round(font_scale * 2))
 
 
-def _draw_text_block(canvas: np.ndarray, lines: list[str], top_left: tuple[float, float], font_scale: float, color) -> None:
+def _draw_text_block(
+    canvas: np.ndarray, lines: list[str], top_left: tuple[float, float], font_scale: float, color
+) -> None:
     """Draw lines of text on a darkened box whose top-left corner is `top_left`."""
     thickness = _text_thickness(font_scale)
     block_width, block_height = _text_block_size(lines, font_scale)

@@ -99,7 +99,9 @@ def main() -> None:
             run_crop([args.faces], Path(out) / f"run{repeat}", progress=False, detector=detector)
             command_ms.append((time.perf_counter() - start) * 1000 / len(files))
 
-    detection, crop_path, load, detect, check_crop, write = (statistics.median(column) * 1000 for column in zip(*timings))
+    detection, crop_path, load, detect, check_crop, write = (
+        statistics.median(column) * 1000 for column in zip(*timings)
+    )
     detection_mean = statistics.mean(row[0] for row in timings) * 1000
     command = min(command_ms)
     print(f"date: {datetime.date.today().isoformat()}")
@@ -108,13 +110,17 @@ def main() -> None:
     print("| measurement | ms per photo | ratio to detection |")
     print("|---|---|---|")
     print(f"| landmark detection alone, median | {detection:.1f} | 1.00 |")
-    print(f"| serial crop path (load, detect, check, crop, write 4 PNGs), median | {crop_path:.1f} | {crop_path / detection:.2f} |")
+    print(
+        f"| serial crop path (load, detect, check, crop, write 4 PNGs), median | {crop_path:.1f} | {crop_path / detection:.2f} |"
+    )
     print(f"| - of which load (JPEG decode), median | {load:.1f} | {load / detection:.2f} |")
     print(f"| - of which detect, median | {detect:.1f} | {detect / detection:.2f} |")
     print(f"| - of which check and crop, median | {check_crop:.1f} | {check_crop / detection:.2f} |")
     print(f"| - of which write 4 PNGs, median | {write:.1f} | {write / detection:.2f} |")
     print(f"| landmark detection alone, mean | {detection_mean:.1f} | 1.00 |")
-    print(f"| `run_crop` incl. previews and index, wall time / photos (best of {args.repeats}) | {command:.1f} | {command / detection_mean:.2f} |")
+    print(
+        f"| `run_crop` incl. previews and index, wall time / photos (best of {args.repeats}) | {command:.1f} | {command / detection_mean:.2f} |"
+    )
 
 
 if __name__ == "__main__":

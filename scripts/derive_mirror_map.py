@@ -118,8 +118,10 @@ def main() -> None:
     print(f"fixed points (midline): {int(np.sum(permutation == np.arange(NUM_LANDMARKS)))}")
     print(f"points whose majority vote differs from the matching: {disagree.tolist()}")
     print(f"lowest majority share: {share.min():.2f} (point {int(share.argmin())})")
-    print(f"mean distance to the matched partner: median {np.median(residual):.4f}, "
-          f"max {residual.max():.4f} inter-ocular distances (point {int(residual.argmax())})")
+    print(
+        f"mean distance to the matched partner: median {np.median(residual):.4f}, "
+        f"max {residual.max():.4f} inter-ocular distances (point {int(residual.argmax())})"
+    )
     write_permutation(permutation, args.out, photos)
     print(f"wrote {args.out}")
 

@@ -82,7 +82,11 @@ def make_synthetic_landmarks(
         partner = permutation[index]
         if partner == index:
             points[index, 0] = cx
-        elif index in placed or index in (outer, inner) or (partner not in placed and partner not in (outer, inner) and index < partner):
+        elif (
+            index in placed
+            or index in (outer, inner)
+            or (partner not in placed and partner not in (outer, inner) and index < partner)
+        ):
             points[partner, 0] = 2 * cx - points[index, 0]
             points[partner, 1] = points[index, 1]
     return FaceLandmarks(points=points.astype(np.float32), num_faces=1, face_index=0, image_size=(width, height))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 import sys
 
@@ -36,7 +35,10 @@ def reference(faces_dir, detector):
 
 
 def _mean_difference(crops, reference) -> list[float]:
-    return [float(np.abs(crops.crops[name].image.astype(float) - reference.crops[name].image).mean()) for name in REGION_SIDES]
+    return [
+        float(np.abs(crops.crops[name].image.astype(float) - reference.crops[name].image).mean())
+        for name in REGION_SIDES
+    ]
 
 
 def _save(path, pixels: np.ndarray, **options) -> None:
@@ -254,7 +256,11 @@ def test_run_crop_outputs(faces_dir, tmp_path):
     assert summary.cropped == 2
     assert summary.crops_written == 8
     reasons = dict(summary.skipped)
-    assert set(reasons) == {str(tmp_path / "absent.jpg"), str(photos / "b" / "broken.png"), str(photos / "b" / "cap.jpg")}
+    assert set(reasons) == {
+        str(tmp_path / "absent.jpg"),
+        str(photos / "b" / "broken.png"),
+        str(photos / "b" / "cap.jpg"),
+    }
     assert "not found" in reasons[str(tmp_path / "absent.jpg")]
     assert "truncated or corrupt" in reasons[str(photos / "b" / "broken.png")]
     assert reasons[str(photos / "b" / "cap.jpg")].startswith("no face found")
@@ -263,7 +269,9 @@ def test_run_crop_outputs(faces_dir, tmp_path):
         rows = list(csv.DictReader(stream))
     assert tuple(rows[0]) == INDEX_COLUMNS
     assert len(rows) == 8
-    assert {row["crop"] for row in rows} == {f"crops/{stem}_{name}.png" for stem in ("a__x", "b__x") for name in REGION_SIDES}
+    assert {row["crop"] for row in rows} == {
+        f"crops/{stem}_{name}.png" for stem in ("a__x", "b__x") for name in REGION_SIDES
+    }
     for row in rows:
         crop = load_image(out / row["crop"])
         assert crop.shape == (96, 96, 3)
@@ -287,7 +295,19 @@ def test_run_crop_shared_faces_target(faces_dir, tmp_path):
 def test_cli_crop_exit_0_and_summary(faces_dir, tmp_path):
     shutil.copy(faces_dir / "001.jpg", tmp_path / "001.jpg")
     shutil.copy(faces_dir / "012.jpg", tmp_path / "012.jpg")
-    result = CliRunner().invoke(cli.app, ["crop", str(tmp_path / "001.jpg"), str(tmp_path / "012.jpg"), "--out", str(tmp_path / "out"), "--size", "64", "--mask"])
+    result = CliRunner().invoke(
+        cli.app,
+        [
+            "crop",
+            str(tmp_path / "001.jpg"),
+            str(tmp_path / "012.jpg"),
+            "--out",
+            str(tmp_path / "out"),
+            "--size",
+            "64",
+            "--mask",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Cropped 1 of 2 photos (4 crops)" in result.output
     assert f"{tmp_path / '012.jpg'}: no face found" in result.output
@@ -323,3 +343,18 @@ def test_cli_crop_exit_2_out_is_file(tmp_path, monkeypatch, capsys):
         cli.main()
     assert exit_info.value.code == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_cli_crop_exit_2_bad_model(faces_dir, tmp_path, monkeypatch, capsys):
+    shutil.copy(faces_dir / "001.jpg", tmp_path / "001.jpg")
+    out = tmp_path / "out"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["facepad", "crop", str(tmp_path / "001.jpg"), "--out", str(out), "--model", str(tmp_path / "absent.task")],
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert "absent.task not found" in capsys.readouterr().err
+    assert not out.exists()

@@ -22,7 +22,12 @@ from facepad.regions import REGION_SIDES, eye_centers, mirror_permutation, regio
 WARP_ROUNDING_MEAN = 0.5
 WARP_ROUNDING_MAX = 4
 
-SWAPPED = {"cheek_left": "cheek_right", "cheek_right": "cheek_left", "undereye_left": "undereye_right", "undereye_right": "undereye_left"}
+SWAPPED = {
+    "cheek_left": "cheek_right",
+    "cheek_right": "cheek_left",
+    "undereye_left": "undereye_right",
+    "undereye_right": "undereye_left",
+}
 
 
 def _texture(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -172,7 +177,15 @@ def test_crop_regions_size_mismatch(synthetic_landmarks):
 
 
 def test_crop_settings_validation():
-    for bad in ({"size": 0}, {"size": 5000}, {"size": 96.5}, {"size": True}, {"margin": -0.1}, {"margin": 1.5}, {"mask": "yes"}):
+    for bad in (
+        {"size": 0},
+        {"size": 5000},
+        {"size": 96.5},
+        {"size": True},
+        {"margin": -0.1},
+        {"margin": 1.5},
+        {"mask": "yes"},
+    ):
         with pytest.raises(ConfigError, match="invalid"):
             CropSettings(**bad)
 
@@ -225,8 +238,12 @@ def test_mirror_consistency_redetected(detector, faces_dir):
         crops = crop_regions(image, detector.detect(image), CropSettings())
         flipped = crop_regions(flipped_image, detector.detect(flipped_image), CropSettings())
         for region_side in REGION_SIDES:
-            difference = np.abs(crops[region_side].image.astype(float) - flipped[SWAPPED[region_side]].image.astype(float)).mean()
-            unmirrored = np.abs(crops[region_side].image.astype(float) - flipped[SWAPPED[region_side]].image[:, ::-1].astype(float)).mean()
+            difference = np.abs(
+                crops[region_side].image.astype(float) - flipped[SWAPPED[region_side]].image.astype(float)
+            ).mean()
+            unmirrored = np.abs(
+                crops[region_side].image.astype(float) - flipped[SWAPPED[region_side]].image[:, ::-1].astype(float)
+            ).mean()
             assert difference < 16, f"{name} {region_side}: {difference:.1f}"
             assert difference < unmirrored, f"{name} {region_side}"
             differences.append(difference)

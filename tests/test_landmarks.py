@@ -111,7 +111,9 @@ def _task_model() -> Path | None:
     return Path(path) if path and Path(path).is_file() else None
 
 
-@pytest.mark.skipif(_task_model() is None, reason=f"no FaceLandmarker .task model; set {MODEL_ENV_VAR} to run this test")
+@pytest.mark.skipif(
+    _task_model() is None, reason=f"no FaceLandmarker .task model; set {MODEL_ENV_VAR} to run this test"
+)
 def test_face_landmarker_backend_matches_face_mesh(detector, faces_dir):
     image = load_image(faces_dir / "001.jpg")
     with FaceLandmarkerDetector(_task_model()) as tasks_detector:

@@ -98,7 +98,13 @@ def test_assess_quality_outside_image_flags(synthetic_landmarks):
 
 
 def test_quality_settings_validation():
-    for bad in ({"max_yaw_deg": -1}, {"max_yaw_deg": 120}, {"max_pitch_deg": "30"}, {"min_interocular_px": -5}, {"turned_away_yaw_deg": True}):
+    for bad in (
+        {"max_yaw_deg": -1},
+        {"max_yaw_deg": 120},
+        {"max_pitch_deg": "30"},
+        {"min_interocular_px": -5},
+        {"turned_away_yaw_deg": True},
+    ):
         with pytest.raises(ConfigError, match="invalid"):
             QualitySettings(**bad)
 
