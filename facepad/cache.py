@@ -97,11 +97,10 @@ class CropCache:
     def get(self, path: str | os.PathLike) -> CachedPhoto:
         """Return the cached crops of a photo, computing and storing them on a miss.
 
-        A photo that cannot be read raises its FacepadError and is not cached, because
-        the file may be fixed under the same name; a rejected face is cached.
+        A photo that cannot be read raises its ImageError and is not cached, because the
+        file may be fixed under the same name. A rejected face is cached with its reason.
         """
-        digest = file_digest(path)
-        entry = self.folder / digest[:2] / f"{digest}.npz"
+        entry = self._entry(file_digest(path))
         if entry.is_file():
             try:
                 cached = _read_entry(entry)
@@ -115,6 +114,30 @@ class CropCache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         _write_entry(entry, result)
         return result
+
+    def fill(self, paths: list[str | os.PathLike], workers: int) -> None:
+        """Compute the missing entries of `paths` in `workers` processes (no-op for workers <= 1).
+
+        Each process runs its own MediaPipe graph. Photos that fail here are left for `get`,
+        which raises or returns their reason as usual.
+        """
+        if workers <= 1:
+            return
+        missing = [str(path) for path in paths if not self._entry(file_digest(path)).is_file()]
+        if len(missing) < 2:
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        arguments = (str(self.root), self.crop, self.quality, self.landmark_model, self.max_side)
+        context = multiprocessing.get_context("spawn")  # MediaPipe and torch threads do not survive fork
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=arguments) as pool:
+            for _ in pool.map(_fill_entry, missing, chunksize=8):
+                pass
+        _logger.info("filled %d crop cache entries with %d processes", len(missing), workers)
+
+    def _entry(self, digest: str) -> Path:
+        return self.folder / digest[:2] / f"{digest}.npz"
 
     def _compute(self, path: str | os.PathLike) -> CachedPhoto:
         if self._cropper is None:
@@ -141,6 +164,22 @@ class CropCache:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_worker_cache: CropCache | None = None
+
+
+def _start_worker(root: str, crop: CropSettings, quality: QualitySettings, landmark_model: str | None,
+                  max_side: int) -> None:
+    global _worker_cache
+    _worker_cache = CropCache(root, crop, quality, landmark_model, max_side)
+
+
+def _fill_entry(path: str) -> None:
+    try:
+        _worker_cache.get(path)
+    except (FacepadError, OSError) as error:
+        _logger.debug("cache fill skipped %s: %s", path, error)
 
 
 def _settings_dict(settings: object) -> dict:

@@ -1,4 +1,4 @@
-"""Checkpoint files: one file holds all that `embed`, `score` and `evaluate` need.
+"""Checkpoint files: one file contains all that `embed`, `score` and `evaluate` need.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts written with
 `torch.save` and read with `torch.load(weights_only=True)`, which rebuilds only those
@@ -48,7 +48,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             raise CheckpointError(
-                f"checkpoint {path} holds objects other than tensors and plain data, so it was not loaded "
+                f"checkpoint {path} contains objects other than tensors and plain data, so it was not loaded "
                 "(it could run code); use a checkpoint written by facepad"
             ) from None
         raise CheckpointError(f"checkpoint {path} is corrupt ({first_line}); use another copy") from None

@@ -158,7 +158,7 @@ def embed_command(
         raise FacepadError(f"no image files found in {', '.join(map(str, paths))}; give photos or folders of photos")
     loaded = load_model(_checkpoint_for(checkpoint), device)
     with Predictor(loaded) as predictor:
-        results = list(tqdm(predictor.predict(files), total=len(files), desc="embedding", unit="photo"))
+        results = list(tqdm(predictor.predict(files), total=len(files), desc="embedding", unit="photo", disable=None))
     skipped += [(r.path, r.error) for r in results if r.error is not None]
     table = embedding_table(results)
     if len(table["paths"]) == 0:

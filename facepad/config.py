@@ -29,7 +29,7 @@ class DataConfig:
     val_fraction: float = 0.2  # share of subjects held out when the manifest has no split column
     split_seed: int = 0
     score_bins: int = 5  # N-pair classes per region type when the manifest has no grade columns
-    workers: int = 0  # processes that detect landmarks when the crop cache is filled
+    workers: int = 0  # processes that detect landmarks when the crop cache is filled; 0 or 1: this process
 
 
 @dataclass
@@ -61,7 +61,7 @@ class LossConfig:
 
 @dataclass
 class SamplerConfig:
-    classes_per_batch: int = 32  # N: a batch holds N classes x 2 crops
+    classes_per_batch: int = 32  # N: a batch has N classes x 2 crops
     batches_per_epoch: int | None = None  # None: enough batches to visit every crop about once
     hard_negatives: bool = False  # build batches from classes whose embeddings lie close
 

@@ -113,7 +113,7 @@ def run_crop(
         (out_dir / "previews").mkdir(parents=True, exist_ok=True)
         writes: deque[Future] = deque()
         photos = _load_ahead(files)
-        for file, loaded in tqdm(photos, total=len(files), desc="Cropping", unit="photo", disable=not progress):
+        for file, loaded in tqdm(photos, total=len(files), desc="Cropping", unit="photo", disable=None if progress else True):
             try:
                 if isinstance(loaded, FacepadError):
                     raise loaded

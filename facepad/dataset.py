@@ -71,7 +71,7 @@ def build_crop_set(
     """
     images, region_index, region_side, scores, grades, labels, sources, subjects = [], [], [], [], [], [], [], []
     skipped: list[tuple[str, str]] = []
-    for row in tqdm(rows, desc=description, unit="photo", disable=not show_progress, leave=False):
+    for row in tqdm(rows, desc=description, unit="photo", disable=None if show_progress else True, leave=False):
         try:
             cached = cache.get(row.image)
         except (ImageError, OSError) as error:

@@ -30,7 +30,6 @@ from facepad.regions import REGION_SIDES, REGION_TABLE_VERSION, REGION_TYPES
 
 _logger = logging.getLogger(__name__)
 
-NEAREST_EXEMPLARS = 5
 
 
 @dataclass
@@ -57,7 +56,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> LoadedModel:
     """Load a checkpoint into a network ready for inference.
 
     Raises CheckpointError when the file is unsafe, corrupt, from another region table
-    version, or holds weights that do not fit the backbone it names.
+    version, or contains weights that do not fit the backbone it names.
     """
     path = Path(path)
     state = load_checkpoint(path)
@@ -72,9 +71,9 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> LoadedModel:
     try:
         config = config_from_dict(state["config"])
     except ConfigError as error:
-        raise CheckpointError(f"checkpoint {path} holds a config this facepad cannot read: {error}") from None
+        raise CheckpointError(f"checkpoint {path} contains a config this facepad cannot read: {error}") from None
 
-    # The checkpoint holds the weights: no pretrained file or download is needed.
+    # The checkpoint contains the weights, so no pretrained file or download is needed.
     config.model.pretrained = False
     config.model.pretrained_path = None
     try:
@@ -225,7 +224,7 @@ class Predictor:
                 {
                     "score": round(float(bank_scores[i]), 4),
                     "similarity": round(float(similarity[j]), 4),
-                    "source": Path(exemplars["sources"][i]).name,
+                    "source": exemplars["sources"][i],
                     "region_side": exemplars["region_sides"][i],
                 }
                 for j, i in zip(order, chosen)
@@ -375,7 +374,7 @@ def predict_manifest_rows(predictor: Predictor, rows: Sequence, show_progress: b
     skipped: list[tuple[str, str]] = []
     results = predictor.predict([row.image for row in rows])
     for row, result in tqdm(zip(rows, results), total=len(rows), desc="scoring", unit="photo",
-                            disable=not show_progress, leave=False):
+                            disable=None if show_progress else True, leave=False):
         if result.error is not None:
             skipped.append((result.path, result.error))
             continue

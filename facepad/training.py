@@ -51,14 +51,14 @@ from facepad.sampler import NPairBatchSampler
 
 _logger = logging.getLogger(__name__)
 
-# The validation score that selects the best checkpoint: mean MAE of the score heads over
-# region types (lower is better); without labelled validation crops, the training loss.
+# The validation score that selects the best checkpoint is the mean MAE of the score heads
+# over region types (lower is better). Without labelled validation crops it is the training loss.
 SELECTION_METRIC = "val/score_mae_mean"
 
 
 @dataclass
 class TrainingState:
-    """What `--resume` restores besides the weights."""
+    """Progress counters that `--resume` restores besides the weights."""
 
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps taken
@@ -88,7 +88,7 @@ class TrainingResult:
 
 
 def train(config: Config, config_name: str = "run", resume: Path | None = None) -> TrainingResult:
-    """Train a model as `config` says and return where the run was written.
+    """Train a model as `config` sets out and return where the run was written.
 
     With `resume`, the run folder's `last.pt` supplies the weights, optimiser, scheduler,
     sampler epoch and random states, and the run continues where it stopped.
@@ -125,6 +125,8 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
         if context.is_distributed and not context.is_main:
             torch.distributed.barrier()  # rank 0 fills the cache first
         show = context.is_main
+        if context.is_main:
+            cache.fill([row.image for row in train_rows + val_rows], config.data.workers)
         train_all = build_crop_set(train_rows, cache, classes, "cropping training photos", show_progress=show)
         val_set = build_crop_set(val_rows, cache, classes, "cropping validation photos", show_progress=show)
         if context.is_distributed and context.is_main:
@@ -200,7 +202,7 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
         model.train()
         epoch_losses: list[float] = []
         progress = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
-                        disable=not context.is_main, leave=False)
+                        disable=None if context.is_main else True, leave=False)
         for images, region_index, scores, labels in progress:
             losses = _train_step(ddp_model, model, images, region_index, scores, labels, metric_loss, optimizer,
                                  scheduler, scaler, amp_dtype, config, context, channels_last)
@@ -287,7 +289,7 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
         best = load_checkpoint(best_path)
         model.load_state_dict(best["model_state"])
         best_metrics = best["metrics"]
-        exemplars = _exemplars(model, train_set, config.train.exemplars, device, config.seed)
+        exemplars = _exemplars(model, train_set, config.train.exemplars, device, config.seed, manifest.path.parent)
         best["exemplars"] = exemplars
         save_checkpoint(best, best_path)
         _log_projector(writer, model, val_set if len(val_set) else train_set, config.train.projector_crops,
@@ -311,7 +313,7 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
 
 
 def _budget_spent(state: TrainingState, config: Config, deadline: float | None, context: DistributedContext) -> bool:
-    """Return whether train.max_steps or train.max_minutes is reached, as rank 0 sees it."""
+    """Return whether train.max_steps or train.max_minutes is reached, by rank 0's clock."""
     if config.train.max_steps is not None and state.step >= config.train.max_steps:
         return True
     if deadline is None:
@@ -375,8 +377,8 @@ def _train_step(ddp_model, model, images, region_index, scores, labels, metric_l
 def _triplet_loss(anchors: torch.Tensor, positives: torch.Tensor, margin: float) -> torch.Tensor:
     """Triplet loss on normalised embeddings, the negative of anchor i being the positive of pair i+1.
 
-    It sees one negative per anchor where the N-pair loss sees N-1, which is the comparison
-    the N-pair paper makes at equal batch size.
+    Each anchor meets one negative where the N-pair loss uses N-1, which is the comparison
+    the N-pair paper (Sohn, NIPS 2016) makes at equal batch size.
     """
     anchors, positives = F.normalize(anchors, dim=1), F.normalize(positives, dim=1)
     negatives = positives.roll(1, dims=0)
@@ -431,8 +433,13 @@ def _class_centroids(model: FatPadNet, train_set: CropSet, device: torch.device)
     return ids, centroids
 
 
-def _exemplars(model: FatPadNet, train_set: CropSet, count: int, device: torch.device, seed: int) -> dict:
-    """Embed up to `count` training crops; `score` shows a new crop's nearest ones."""
+def _exemplars(model: FatPadNet, train_set: CropSet, count: int, device: torch.device, seed: int,
+               root: Path) -> dict:
+    """Embed up to `count` training crops; `score` shows a new crop's nearest ones.
+
+    Sources are stored relative to `root`, the manifest's folder, so that a checkpoint
+    names no absolute path of the training machine.
+    """
     rng = np.random.default_rng(seed)
     index = np.sort(rng.permutation(len(train_set))[:count])
     embeddings, _ = predict_crops(model, train_set.images[index], train_set.region_index[index], device)
@@ -441,8 +448,15 @@ def _exemplars(model: FatPadNet, train_set: CropSet, count: int, device: torch.d
         "scores": torch.from_numpy(train_set.scores[index]),
         "region_index": torch.from_numpy(train_set.region_index[index]),
         "region_sides": [train_set.region_side[i] for i in index],
-        "sources": [train_set.sources[i] for i in index],
+        "sources": [_relative_to(train_set.sources[i], root) for i in index],
     }
+
+
+def _relative_to(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 def _log_crop_grid(writer: SummaryWriter, images: torch.Tensor, step: int) -> None:
@@ -512,7 +526,7 @@ def _new_run_dir(config: Config, config_name: str, context: DistributedContext) 
     if context.is_main:
         if (run_dir / "last.pt").exists():
             raise FacepadError(
-                f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
+                f"run folder {run_dir} already contains a run; continue it with --resume {run_dir} "
                 "or choose another train.run_name"
             )
         try:

@@ -4,7 +4,7 @@ Builds a demo set from the 100 CC0 portraits in ../shared/faces (`--per-face` wa
 variants each), holds out 20 % of the people (20 of 100) for validation, and trains with
 configs/demo.yaml twice from the same seed:
 
-1. the multi-class N-pair loss (the config as it is), within the config's time budget;
+1. the multi-class N-pair loss, with the config's settings but 12 epochs and no time limit;
 2. a triplet loss with one negative per anchor, at the same batch size and for the same
    number of optimiser steps as run 1 took.
 
@@ -59,10 +59,15 @@ def main() -> None:
     generation_minutes = (time.monotonic() - started) / 60
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    # The demo config's 40 epochs fit its 2-portrait set; this set is about 40 times larger,
+    # so the learning-rate schedule is set to 12 epochs, which completes within the budget.
     common = [
         f"data.manifest={manifest}",
         f"data.cache_dir={args.out / 'cache'}",
         "data.val_fraction=0.2",
+        "data.workers=2",
+        "train.epochs=12",
+        "train.max_minutes=null",
         f"train.out_dir={args.out / 'runs'}",
         *args.overrides,
     ]

@@ -35,7 +35,7 @@ def test_load_rejects_code_in_pickle(tmp_path):
     marker = tmp_path / "marker"
     path = tmp_path / "hostile.pt"
     torch.save({"format": "facepad-checkpoint", "payload": _CreatesMarkerWhenUnpickled(marker)}, path)
-    with pytest.raises(CheckpointError, match="holds objects other than tensors"):
+    with pytest.raises(CheckpointError, match="contains objects other than tensors"):
         load_checkpoint(path)
     assert not marker.exists()
 

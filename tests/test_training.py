@@ -114,7 +114,7 @@ def test_resume_continues_from_last(trained_run, tmp_path):
 
 def test_same_run_name_is_rejected(trained_run):
     config = trained_run.config
-    with pytest.raises(FacepadError, match="already holds a run; continue it with --resume"):
+    with pytest.raises(FacepadError, match="already contains a run; continue it with --resume"):
         train(config, resume=None)
 
 
