@@ -174,7 +174,8 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
         state = TrainingState(**resumed_state["training_state"])
         _restore_random_state(resumed_state["random_state"][min(context.rank, len(resumed_state["random_state"]) - 1)])
         if "class_centroids" in resumed_state and config.sampler.hard_negatives:
-            sampler.set_class_embeddings(*resumed_state["class_centroids"])
+            class_ids, class_centroids = resumed_state["class_centroids"]
+            sampler.set_class_embeddings(class_ids, class_centroids.numpy())
         if context.is_main:
             _logger.info("resuming %s after epoch %d (step %d)", run_dir, state.epoch, state.step)
 
@@ -265,7 +266,7 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
                 "random_state": random_states,
             }
             if centroids is not None:
-                last["class_centroids"] = centroids
+                last["class_centroids"] = (centroids[0], torch.from_numpy(centroids[1]))
             save_checkpoint(last, run_dir / "last.pt")
 
         patience = config.train.early_stop_patience

@@ -146,3 +146,22 @@ def test_triplet_loss_option_trains(trained_run, tmp_path):
     events = EventAccumulator(str(result.run_dir / "tensorboard"))
     events.Reload()
     assert "loss/triplet" in events.Tags()["scalars"]
+
+
+def test_hard_negative_mining_uses_class_centroids(trained_run, tmp_path):
+    config = load_config(None, trained_run.overrides + [f"train.out_dir={tmp_path}", "train.run_name=hard",
+                                                      "train.epochs=2", "sampler.hard_negatives=true"])
+    result = train(config)
+    state = load_checkpoint(result.last_checkpoint)
+    class_ids, centroids = state["class_centroids"]
+    assert len(class_ids) == centroids.shape[0] > 1
+    assert centroids.shape[1] == config.model.embedding_dim
+
+
+def test_cache_workers_fill_before_training(trained_run, tmp_path):
+    config = load_config(None, trained_run.overrides + [f"train.out_dir={tmp_path}", "train.run_name=workers",
+                                                      "train.epochs=1", "data.workers=2",
+                                                      f"data.cache_dir={tmp_path / 'fresh-cache'}"])
+    result = train(config)
+    assert result.best_checkpoint.is_file()
+    assert len(list((tmp_path / "fresh-cache").rglob("*.npz"))) == 8
