@@ -17,7 +17,6 @@ import csv
 import io
 import logging
 import os
-import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from facepad.cropper import Cropper, PhotoCrops
 from facepad.crops import CropSettings
 from facepad.errors import FacepadError
+from facepad.io_utils import atomic_write_bytes
 from facepad.landmarks import LandmarkDetector
 from facepad.loading import find_images, load_image
 from facepad.preview import draw_regions
@@ -233,7 +233,7 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _PNG_PARAMS)
     if not ok:
         raise OSError(f"OpenCV failed to encode {path} as PNG")
-    _write_atomic(path, encoded.tobytes())
+    atomic_write_bytes(path, encoded.tobytes(), fsync=False)
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows) -> None:
@@ -246,18 +246,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows) -> None:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
-    _write_atomic(path, buffer.getvalue().encode("utf-8"))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
 def _strip_source(message: str, source: str) -> str:

@@ -43,13 +43,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             temp.unlink()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> None:
+    """Write `data` to `path` atomically.
+
+    With `fsync` the data reaches the disk before the rename, so a power cut cannot leave
+    an empty file under the real name. Many small derived files (crops) may skip it.
+    """
     with atomic_path(path) as temp:
         with open(temp, "wb") as stream:
             stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+            if fsync:
+                stream.flush()
+                os.fsync(stream.fileno())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -151,7 +151,7 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
 
     # Model, loss, optimiser, schedule
     model = FatPadNet(config.model).to(device)
-    channels_last = config.train.channels_last and device.type == "cuda"
+    channels_last = config.train.channels_last and device.type != "mps"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     ddp_model: torch.nn.Module = model
