@@ -43,7 +43,7 @@ def test_load_rejects_code_in_pickle(tmp_path):
 def test_load_rejects_plain_pickle_file(tmp_path):
     marker = tmp_path / "marker"
     path = tmp_path / "hostile.pkl"
-    path.write_bytes(pickle.dumps(_CreatesMarkerWhenUnpickled(marker)))
+    path.write_bytes(pickle.dumps(_CreatesMarkerWhenUnpickled(marker), protocol=2))
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert not marker.exists()
