@@ -7,6 +7,7 @@ usage errors and invalid input (a `FacepadError`, printed as one line).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -300,13 +301,40 @@ def demo_data_command(
     typer.echo(f"wrote {manifest} and {manifest.parent / PREVIEW_NAME}")
 
 
-def main() -> None:
-    """Run the CLI, printing a `FacepadError` as one line instead of a traceback."""
+def run() -> int:
+    """Run the command in sys.argv and return its exit status.
+
+    A `FacepadError` is printed as one line instead of a traceback, with status 2.
+    """
     try:
         app()
     except FacepadError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exit_:
+        if exit_.code is None:
+            return 0
+        if isinstance(exit_.code, int):
+            return exit_.code
+        print(exit_.code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> None:
+    """Console entry point: run the command, then exit without the interpreter's teardown.
+
+    Every command has closed its files when `run` returns. Skipping the teardown saves
+    about a second per command on a 2-core machine, which is what unloading torch and
+    its libraries at exit takes there (measured with torch 2.14.1).
+    """
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import io
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,7 @@ from facepad.crops import CropSettings
 from facepad.errors import FacepadError
 from facepad.io_utils import atomic_write_bytes
 from facepad.landmarks import LandmarkDetector
-from facepad.loading import find_images, load_image
+from facepad.loading import find_images, load_images_ahead
 from facepad.preview import draw_regions
 from facepad.quality import QualitySettings
 from facepad.regions import REGION_SIDES
@@ -112,7 +112,7 @@ def run_crop(
         (out_dir / "crops").mkdir(parents=True, exist_ok=True)
         (out_dir / "previews").mkdir(parents=True, exist_ok=True)
         writes: deque[Future] = deque()
-        photos = _load_ahead(files)
+        photos = load_images_ahead(files)
         for file, loaded in tqdm(photos, total=len(files), desc="Cropping", unit="photo", disable=None if progress else True):
             try:
                 if isinstance(loaded, FacepadError):
@@ -169,29 +169,6 @@ def output_stems(files: Sequence[Path]) -> dict[Path, str]:
     for file, name in base.items():
         stems[file] = name if counts[name] == 1 else f"{name}_{file.suffix.lstrip('.').lower()}"
     return stems
-
-
-def _load_ahead(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray | FacepadError]]:
-    """Yield (path, image) in order, decoding the next photo in a worker thread.
-
-    A photo that cannot be loaded comes with its `ImageError` in place of the image.
-    """
-    if not files:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepad-load") as loader:
-        upcoming = loader.submit(_load_or_error, files[0])
-        for index, file in enumerate(files):
-            current = upcoming
-            if index + 1 < len(files):
-                upcoming = loader.submit(_load_or_error, files[index + 1])
-            yield file, current.result()
-
-
-def _load_or_error(path: Path) -> np.ndarray | FacepadError:
-    try:
-        return load_image(path)
-    except FacepadError as error:
-        return error
 
 
 def _index_rows(stem: str, result: PhotoCrops) -> list[dict]:

@@ -25,6 +25,7 @@ from facepad.config import Config, config_from_dict
 from facepad.cropper import Cropper, PhotoCrops
 from facepad.distributed import select_device
 from facepad.errors import CheckpointError, ConfigError, FacepadError
+from facepad.loading import load_images_ahead
 from facepad.model import FatPadNet, predict_crops
 from facepad.regions import REGION_SIDES, REGION_TABLE_VERSION, REGION_TYPES
 
@@ -175,10 +176,12 @@ class Predictor:
         Crops of `batch_photos` photos go through the network together.
         """
         pending: list[PhotoResult] = []
-        for path in paths:
+        for path, image in load_images_ahead(list(paths)):
             result = PhotoResult(str(path))
             try:
-                result.crops = self.cropper.process_path(path)
+                if isinstance(image, FacepadError):
+                    raise image
+                result.crops = self.cropper.process_image(image, source=str(path))
             except FacepadError as error:
                 result.error = str(error)
             pending.append(result)

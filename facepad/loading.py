@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,30 @@ def _scale_to_uint8(samples: np.ndarray, mode: str) -> np.ndarray:
         full_scale = float(2**31 - 1)
     gray = np.clip(np.rint(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
     return np.repeat(gray[..., None], 3, axis=2)
+
+
+def load_images_ahead(
+    paths: Sequence[str | os.PathLike], max_pixels: int | None = None
+) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
+    """Yield (path, image) in order while a worker thread decodes the next photo.
+
+    Decoding releases the GIL, so it overlaps with landmark detection in the caller. A
+    photo that cannot be loaded comes with its `ImageError` in place of the image.
+    """
+    files = [Path(path) for path in paths]
+    if not files:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepad-load") as loader:
+        upcoming = loader.submit(_load_or_error, files[0], max_pixels)
+        for index, file in enumerate(files):
+            current = upcoming
+            if index + 1 < len(files):
+                upcoming = loader.submit(_load_or_error, files[index + 1], max_pixels)
+            yield file, current.result()
+
+
+def _load_or_error(path: Path, max_pixels: int | None) -> np.ndarray | ImageError:
+    try:
+        return load_image(path, max_pixels)
+    except ImageError as error:
+        return error

@@ -330,18 +330,14 @@ def test_cli_crop_exit_2_missing_out(tmp_path):
 
 def test_cli_crop_exit_2_invalid_size(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["facepad", "crop", str(tmp_path), "--out", str(tmp_path / "out"), "--size", "0"])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 2
+    assert cli.run() == 2
     assert "error: crop size=0 is invalid" in capsys.readouterr().err
 
 
 def test_cli_crop_exit_2_out_is_file(tmp_path, monkeypatch, capsys):
     (tmp_path / "out").write_text("a file")
     monkeypatch.setattr(sys, "argv", ["facepad", "crop", str(tmp_path), "--out", str(tmp_path / "out")])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 2
+    assert cli.run() == 2
     assert "is a file" in capsys.readouterr().err
 
 
@@ -353,8 +349,6 @@ def test_cli_crop_exit_2_bad_model(faces_dir, tmp_path, monkeypatch, capsys):
         "argv",
         ["facepad", "crop", str(tmp_path / "001.jpg"), "--out", str(out), "--model", str(tmp_path / "absent.task")],
     )
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 2
+    assert cli.run() == 2
     assert "absent.task not found" in capsys.readouterr().err
     assert not out.exists()

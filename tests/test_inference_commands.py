@@ -23,11 +23,7 @@ def run_cli(args, capsys, monkeypatch, cwd=None):
     if cwd is not None:
         monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", ["facepad", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    code = cli.run()  # main() would end the test process with os._exit
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -296,3 +292,14 @@ def test_train_fewer_classes_than_pairs_needs(trained_run, tmp_path, capsys, mon
                               capsys, monkeypatch)
     assert code == 2
     assert "not found" in error_lines(stderr)[0]
+
+
+def test_console_entry_point_exit_status(checkpoint, tmp_path):
+    """`facepad` as a process: main() ends with os._exit, so output and status must still arrive."""
+    import subprocess
+
+    missing = tmp_path / "absent.jpg"
+    finished = subprocess.run([sys.executable, "-m", "facepad", "score", str(missing), "--json",
+                               "--checkpoint", str(checkpoint)], capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 1
+    assert json.loads(finished.stdout)["error"].startswith(f"{missing}: file not found")
