@@ -68,7 +68,9 @@ def crop_command(
 def train_command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file; keys it omits keep their defaults."),
     overrides: list[str] = typer.Option([], "--set", help="Override one config key, e.g. --set train.epochs=5. Repeatable."),
-    resume: Path = typer.Option(None, "--resume", help="Run folder to continue from its last.pt."),
+    resume: Path = typer.Option(
+        None, "--resume", help="Run folder to continue from its last.pt, with its own config; --set still applies."
+    ),
 ) -> None:
     """Train a model on a manifest; write checkpoints, TensorBoard logs and the config to a run folder."""
     from facepad.config import load_config
@@ -76,13 +78,17 @@ def train_command(
 
     if config is None and resume is None:
         raise typer.BadParameter("give --config FILE, or --resume RUN_DIR to continue a run", param_hint="--config")
+    if config is not None and resume is not None:
+        raise typer.BadParameter(
+            "--resume continues with the run's own config; drop --config and change keys with --set",
+            param_hint="--config",
+        )
     if resume is not None:
         if not (resume / "last.pt").is_file():
             raise FacepadError(f"--resume {resume}: no last.pt in that folder; give a run folder that facepad train wrote")
-        settings = load_config(None)
+        result = train(None, resume=resume, resume_overrides=overrides)
     else:
-        settings = load_config(config, overrides)
-    result = train(settings, config_name=config.stem if config is not None else "run", resume=resume)
+        result = train(load_config(config, overrides), config_name=config.stem)
     if not result.is_main:
         return  # under torchrun only rank 0 prints the summary
     typer.echo(format_training_summary(result))

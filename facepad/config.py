@@ -8,6 +8,7 @@ path and the value.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -287,6 +288,12 @@ def save_config(config: Config, path: str | Path) -> None:
     atomic_write_text(Path(path), text)
 
 
-def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Rebuild a Config from `Config.to_dict()` output, as stored in a checkpoint."""
-    return _build(Config, raw, prefix="")
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Rebuild a Config from `Config.to_dict()` output, as stored in a checkpoint, then apply overrides."""
+    raw = copy.deepcopy(raw)
+    for override in overrides:
+        _apply_override(raw, override)
+    config = _build(Config, raw, prefix="")
+    if overrides:
+        _check_ranges(config)
+    return config

@@ -87,27 +87,31 @@ class TrainingResult:
     is_main: bool = True  # False on ranks other than 0 under torchrun
 
 
-def train(config: Config, config_name: str = "run", resume: Path | None = None) -> TrainingResult:
+def train(config: Config | None, config_name: str = "run", resume: Path | None = None,
+          resume_overrides: list[str] | tuple[str, ...] = ()) -> TrainingResult:
     """Train a model as `config` sets out and return where the run was written.
 
-    With `resume`, the run folder's `last.pt` supplies the weights, optimiser, scheduler,
-    sampler epoch and random states, and the run continues where it stopped.
+    With `resume`, the run folder's `last.pt` supplies the config (with `resume_overrides`
+    applied, for example a larger `train.epochs`), the weights, optimiser, scheduler,
+    sampler epoch and random states, and the run continues where it stopped; `config` is
+    then ignored.
     """
     started = time.monotonic()
+    resumed_state = None
+    if resume is not None:
+        resumed_state = load_checkpoint(Path(resume) / "last.pt")
+        config = config_from_dict(resumed_state["config"], resume_overrides)
     context = init_distributed(config.train.device)
     try:
-        return _train(config, config_name, resume, context, started)
+        return _train(config, config_name, resume, resumed_state, context, started)
     finally:
         cleanup_distributed()
 
 
-def _train(config: Config, config_name: str, resume: Path | None, context: DistributedContext,
-           started: float) -> TrainingResult:
+def _train(config: Config, config_name: str, resume: Path | None, resumed_state: dict[str, Any] | None,
+           context: DistributedContext, started: float) -> TrainingResult:
     device = context.device
-    resumed_state = None
     if resume is not None:
-        resumed_state = load_checkpoint(Path(resume) / "last.pt")
-        config = config_from_dict(resumed_state["config"])
         run_dir = Path(resume)
     else:
         run_dir = _new_run_dir(config, config_name, context)
@@ -179,6 +183,8 @@ def _train(config: Config, config_name: str, resume: Path | None, context: Distr
         if context.is_main:
             _logger.info("resuming %s after epoch %d (step %d)", run_dir, state.epoch, state.step)
 
+    if context.is_main:
+        _create_run_dir(run_dir)
     writer = SummaryWriter(str(run_dir / "tensorboard")) if context.is_main else None
     if context.is_main and resumed_state is None:
         save_config(config, run_dir / "config.yaml")
@@ -530,11 +536,15 @@ def _new_run_dir(config: Config, config_name: str, context: DistributedContext) 
                 f"run folder {run_dir} already contains a run; continue it with --resume {run_dir} "
                 "or choose another train.run_name"
             )
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise FacepadError(f"cannot create run folder {run_dir}: {error.strerror}; check train.out_dir") from None
     return run_dir
+
+
+def _create_run_dir(run_dir: Path) -> None:
+    """Create the run folder; called once data and model are set up, so a failed start leaves none."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FacepadError(f"cannot create run folder {run_dir}: {error.strerror}; check train.out_dir") from None
 
 
 def _seed_everything(seed: int) -> None:

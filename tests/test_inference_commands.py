@@ -283,15 +283,38 @@ def test_train_unknown_set_key(tmp_path, capsys, monkeypatch):
     assert error_lines(stderr)[0].startswith("error: unknown config key train.epoch;")
 
 
-def test_train_fewer_classes_than_pairs_needs(trained_run, tmp_path, capsys, monkeypatch):
+def test_train_with_one_class_is_one_line(trained_run, tmp_path, capsys, monkeypatch):
+    photos = sorted((trained_run.result.run_dir.parents[2] / "demo0" / "images").rglob("*.jpg"))[:2]
     manifest = tmp_path / "one_class.csv"
-    photo = sorted((trained_run.result.run_dir.parents[2] / "demo0" / "images").rglob("*.jpg"))[0]
-    manifest.write_text(f"image,subject,cheek_left\n{photo},s1,0.5\n")
-    code, _, stderr = run_cli(["train", "--set", f"data.manifest={manifest}", "--set", "data.val_fraction=0",
-                               "--set", f"train.out_dir={tmp_path}", "--config", tmp_path / "absent.yaml"],
+    manifest.write_text("image,subject,cheek_left\n" + "".join(f"{p},s{i},0.5\n" for i, p in enumerate(photos)))
+    config = tmp_path / "one_class.yaml"
+    config.write_text("train:\n  epochs: 1\n")
+    code, _, stderr = run_cli(["train", "--config", config, "--set", f"data.manifest={manifest}",
+                               "--set", "data.val_fraction=0", "--set", f"train.out_dir={tmp_path / 'runs'}",
+                               "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "crop.size=32",
+                               "--set", "model.backbone=test_resnet"], capsys, monkeypatch)
+    assert code == 2
+    assert error_lines(stderr) == [
+        "error: the labels contain 1 class, but N-pair batches need at least 2; label more grades or use more score bins"
+    ]
+    assert not (tmp_path / "runs").exists(), "a failed start left a run folder behind"
+
+
+def test_train_resume_with_config_is_rejected(trained_run, tmp_path, capsys, monkeypatch):
+    config = tmp_path / "c.yaml"
+    config.write_text("seed: 1\n")
+    code, _, stderr = run_cli(["train", "--config", config, "--resume", trained_run.result.run_dir],
                               capsys, monkeypatch)
     assert code == 2
-    assert "not found" in error_lines(stderr)[0]
+    assert "--resume continues with the run's own config" in stderr
+
+
+def test_train_resume_without_last_checkpoint(tmp_path, capsys, monkeypatch):
+    code, _, stderr = run_cli(["train", "--resume", tmp_path], capsys, monkeypatch)
+    assert code == 2
+    assert error_lines(stderr) == [
+        f"error: --resume {tmp_path}: no last.pt in that folder; give a run folder that facepad train wrote"
+    ]
 
 
 def test_console_entry_point_exit_status(checkpoint, tmp_path):

@@ -99,17 +99,29 @@ def test_embedding_matches_validation(trained_run):
 
 
 def test_resume_continues_from_last(trained_run, tmp_path):
-    run_dir = tmp_path / "resumed"
     import shutil
 
+    run_dir = tmp_path / "resumed"
     shutil.copytree(trained_run.result.run_dir, run_dir)
-    state = load_checkpoint(run_dir / "last.pt")
-    state["config"]["train"]["epochs"] = trained_run.config.train.epochs + 1
-    torch.save(state, run_dir / "last.pt")
-    result = train(load_config(None), resume=run_dir)
-    assert result.epochs == trained_run.config.train.epochs + 1
-    resumed = load_checkpoint(run_dir / "last.pt")
-    assert resumed["training_state"]["step"] > state["training_state"]["step"]
+    before = load_checkpoint(run_dir / "last.pt")["training_state"]
+    epochs = trained_run.config.train.epochs + 1
+    result = train(None, resume=run_dir, resume_overrides=[f"train.epochs={epochs}"])
+    assert result.epochs == epochs
+    after = load_checkpoint(run_dir / "last.pt")
+    assert after["training_state"]["step"] > before["step"]
+    assert after["config"]["train"]["epochs"] == epochs
+    assert len(after["training_state"]["history"]) == epochs
+
+
+def test_resume_of_finished_run_trains_no_more(trained_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "finished"
+    shutil.copytree(trained_run.result.run_dir, run_dir)
+    before = load_checkpoint(run_dir / "last.pt")["training_state"]["step"]
+    result = train(None, resume=run_dir)
+    assert result.epochs == trained_run.config.train.epochs
+    assert load_checkpoint(run_dir / "last.pt")["training_state"]["step"] == before
 
 
 def test_same_run_name_is_rejected(trained_run):
