@@ -41,7 +41,7 @@ from facepad.distributed import (
     cleanup_distributed,
     init_distributed,
 )
-from facepad.errors import FacepadError
+from facepad.errors import ConfigError, FacepadError
 from facepad.losses import NPairLoss
 from facepad.manifest import read_manifest, split_by_subject
 from facepad.metrics import agreement_metrics, retrieval_metrics
@@ -120,6 +120,11 @@ def _train(config: Config, config_name: str, resume: Path | None, resumed_state:
     _seed_everything(config.seed + context.rank)
 
     # Data: manifest, subject split, classes, crops through the cache
+    if not Path(config.data.manifest).is_file():
+        raise ConfigError(
+            f"config key data.manifest={config.data.manifest!r}: file not found; give the path of a manifest CSV "
+            "(`facepad demo-data data/demo` writes data/demo/manifest.csv)"
+        )
     manifest = read_manifest(config.data.manifest)
     train_rows, val_rows = split_by_subject(manifest, config.data.val_fraction, config.data.split_seed)
     classes = ClassTable.from_manifest(manifest, config.data.score_bins)

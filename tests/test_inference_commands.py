@@ -317,6 +317,15 @@ def test_train_resume_without_last_checkpoint(tmp_path, capsys, monkeypatch):
     ]
 
 
+def test_train_missing_manifest_names_key(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  manifest: {tmp_path / 'absent.csv'}\ntrain:\n  out_dir: {tmp_path / 'runs'}\n")
+    code, _, stderr = run_cli(["train", "--config", config], capsys, monkeypatch)
+    assert code == 2
+    assert error_lines(stderr)[0].startswith(f"error: config key data.manifest='{tmp_path / 'absent.csv'}': file not found")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_console_entry_point_exit_status(checkpoint, tmp_path):
     """`facepad` as a process: main() ends with os._exit, so output and status must still arrive."""
     import subprocess
