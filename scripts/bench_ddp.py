@@ -24,6 +24,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench_common import small_demo_set  # scripts/bench_common.py, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,7 +47,7 @@ def main() -> None:
         _worker(args)
         return
 
-    manifest = _demo_set(args)
+    manifest = small_demo_set(args.faces, args.out, args.faces_used, per_face=4)
     rows = []
     for procs in args.procs:
         env = {**os.environ, "GLOG_minloglevel": "2", "FACEPAD_BENCH_MANIFEST": str(manifest)}
@@ -75,19 +77,6 @@ def _forwarded(args) -> list[str]:
     return ["--device", args.device, "--backbone", args.backbone, "--size", str(args.size),
             "--classes", str(args.classes), "--steps", str(args.steps), "--warmup", str(args.warmup),
             "--out", str(args.out)]
-
-
-def _demo_set(args) -> Path:
-    from facepad.demo_data import make_demo_set
-
-    manifest = args.out / "demo" / "manifest.csv"
-    if manifest.is_file():
-        return manifest
-    faces = args.out / "faces"
-    faces.mkdir(parents=True, exist_ok=True)
-    for source in sorted(args.faces.glob("*.jpg"))[: args.faces_used]:
-        (faces / source.name).write_bytes(source.read_bytes())
-    return make_demo_set(args.out / "demo", faces_dir=faces, per_face=4, seed=0)
 
 
 def _worker(args) -> None:

@@ -13,7 +13,7 @@
 
 Usage:
     python scripts/bench_train.py [--faces ../shared/faces] [--backbone resnet10t] [--size 64]
-        [--classes 16] [--steps 30] [--out /tmp/facepad-bench-train]
+        [--classes 16] [--steps 60] [--out /tmp/facepad-bench-train]
 Prints a markdown table.
 """
 
@@ -29,13 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from bench_common import small_demo_set  # scripts/bench_common.py, beside this script
 
 from facepad.cache import CropCache
 from facepad.classes import ClassTable
 from facepad.config import load_config
 from facepad.crops import crop_regions
 from facepad.dataset import CropDataset, build_augmentation, build_crop_set
-from facepad.demo_data import make_demo_set
 from facepad.landmarks import create_detector
 from facepad.losses import NPairLoss
 from facepad.manifest import read_manifest
@@ -62,7 +62,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
 
-    manifest_path = _demo_set(args)
+    manifest_path = small_demo_set(args.faces, args.out, args.faces_used, args.per_face)
     config = load_config(None, [
         f"data.manifest={manifest_path}", f"data.cache_dir={args.out / 'cache'}", "data.score_bins=8",
         f"crop.size={args.size}", f"model.backbone={args.backbone}", "model.embedding_dim=64",
@@ -91,19 +91,6 @@ def main() -> None:
           f"{manual_rate / facepad_rate:.2f} |")
     print(f"\nfacepad / bound = {facepad_rate / bound_rate:.2f} (target >= 0.85); "
           f"facepad / hand-written = {facepad_rate / manual_rate:.2f} (target >= 1.5)")
-
-
-def _demo_set(args) -> Path:
-    manifest = args.out / "demo" / "manifest.csv"
-    if manifest.is_file():
-        return manifest
-    faces = args.out / "faces"
-    faces.mkdir(parents=True, exist_ok=True)
-    for source in sorted(args.faces.glob("*.jpg"))[: args.faces_used]:
-        target = faces / source.name
-        if not target.exists():
-            target.write_bytes(source.read_bytes())
-    return make_demo_set(args.out / "demo", faces_dir=faces, per_face=args.per_face, seed=0)
 
 
 def _timed(steps: int, warmup: int, step) -> float:
