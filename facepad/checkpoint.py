@@ -45,13 +45,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        # torch names the blocked class ("Unsupported global: GLOBAL posix.system") when a
+        # file asks to rebuild an object, and reports other failures as unsupported opcodes.
+        if "unsupported global" in str(error).lower():
             raise CheckpointError(
                 f"checkpoint {path} contains objects other than tensors and plain data, so it was not loaded "
                 "(it could run code); use a checkpoint written by facepad"
             ) from None
-        raise CheckpointError(f"checkpoint {path} is corrupt ({first_line}); use another copy") from None
+        raise CheckpointError(f"checkpoint {path} is not a readable checkpoint file (corrupt or another format); "
+                              "use another copy") from None
     except Exception as error:  # noqa: BLE001 - on damaged bytes the unpickler raises arbitrary types (IndexError, KeyError, ...)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason}); use another copy") from None

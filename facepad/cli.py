@@ -161,7 +161,9 @@ def embed_command(
         raise FacepadError(f"--out {out}: unknown extension {out.suffix!r}; use .npz, .csv or .parquet")
     files, skipped = find_images(paths)
     if not files:
-        _print_skipped(skipped)
+        if skipped:
+            reasons = "; ".join(f"{path}: {reason}" for path, reason in skipped)
+            raise FacepadError(f"no photo to embed ({reasons})")
         raise FacepadError(f"no image files found in {', '.join(map(str, paths))}; give photos or folders of photos")
     loaded = load_model(_checkpoint_for(checkpoint), device)
     with Predictor(loaded) as predictor:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from facepad.cropper import Cropper, PhotoCrops
 from facepad.crops import CropSettings
-from facepad.errors import FacepadError
+from facepad.errors import FacepadError, strip_path_prefix
 from facepad.io_utils import atomic_write_bytes
 from facepad.landmarks import LandmarkDetector
 from facepad.loading import find_images, load_images_ahead
@@ -119,7 +119,7 @@ def run_crop(
                     raise loaded
                 result = cropper.process_image(loaded, source=str(file))
             except FacepadError as error:
-                reason = _strip_source(str(error), str(file))
+                reason = strip_path_prefix(str(error), str(file))
                 _logger.debug("Skipping %s: %s", file, reason)
                 summary.skipped.append((str(file), reason))
                 continue
@@ -224,8 +224,3 @@ def _write_csv(path: Path, columns: Sequence[str], rows) -> None:
         writer.writerow(columns)
         writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
-
-
-def _strip_source(message: str, source: str) -> str:
-    prefix = f"{source}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message

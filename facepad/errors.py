@@ -28,3 +28,9 @@ class ManifestError(FacepadError):
 
 class CheckpointError(FacepadError):
     """A checkpoint file is missing, corrupt, unsafe or incompatible."""
+
+
+def strip_path_prefix(message: str, path: str) -> str:
+    """Return `message` without a leading "PATH: ", for lists that already show the path."""
+    prefix = f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message

@@ -24,7 +24,7 @@ from facepad.classes import ClassTable
 from facepad.config import Config, config_from_dict
 from facepad.cropper import Cropper, PhotoCrops
 from facepad.distributed import select_device
-from facepad.errors import CheckpointError, ConfigError, FacepadError
+from facepad.errors import CheckpointError, ConfigError, FacepadError, strip_path_prefix
 from facepad.loading import load_images_ahead
 from facepad.model import FatPadNet, predict_crops
 from facepad.regions import REGION_SIDES, REGION_TABLE_VERSION, REGION_TYPES
@@ -183,7 +183,7 @@ class Predictor:
                     raise image
                 result.crops = self.cropper.process_image(image, source=str(path))
             except FacepadError as error:
-                result.error = str(error)
+                result.error = strip_path_prefix(str(error), str(path))
             pending.append(result)
             if len(pending) >= self.batch_photos:
                 yield from self._run(pending, neighbours)

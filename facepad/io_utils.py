@@ -37,10 +37,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
+        # mkstemp creates the file readable by its owner only; give it the mode a plain
+        # open() would, so that others in the group can read results as usual.
+        os.chmod(temp, 0o666 & ~_current_umask())
         os.replace(temp, path)
     finally:
         if temp.exists():
             temp.unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> None:

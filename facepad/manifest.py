@@ -10,6 +10,8 @@ reported with the file, the row number as a spreadsheet shows it, the column and
 from __future__ import annotations
 
 import csv
+import difflib
+import logging
 import math
 import random
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from pathlib import Path
 
 from facepad.errors import ManifestError
 from facepad.regions import REGION_SIDES
+
+_logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 GRADE_SUFFIX = "_grade"
@@ -72,6 +76,7 @@ def read_manifest(path: str | Path, require_labels: bool = True) -> Manifest:
         raise ManifestError(
             f"manifest {path} lacks the column(s) {', '.join(missing)}; found: {', '.join(header) or 'no header'}"
         )
+    _check_unknown_columns(header, path)
     score_columns = tuple(name for name in REGION_SIDES if name in header)
     grade_columns = tuple(name for name in REGION_SIDES if name + GRADE_SUFFIX in header)
     if require_labels and not score_columns:
@@ -133,6 +138,24 @@ def read_manifest(path: str | Path, require_labels: bool = True) -> Manifest:
     if require_labels and all(math.isnan(v) for row in rows for v in row.scores.values()):
         raise ManifestError(f"manifest {path} has no labelled score in any row; fill in at least one score column")
     return Manifest(path, rows, score_columns, grade_columns)
+
+
+def _check_unknown_columns(header: list[str], path: Path) -> None:
+    """Reject a column that looks like a misspelled known one; log the other extra columns.
+
+    A study may add its own columns (age, visit, ...) and those are ignored, but a column
+    such as `undereye_rigth` would otherwise silently leave a region side unlabelled.
+    """
+    known = ["image", "subject", "split", *REGION_SIDES, *(name + GRADE_SUFFIX for name in REGION_SIDES)]
+    extra = [name for name in header if name not in known]
+    for name in extra:
+        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.8)
+        if close:
+            raise ManifestError(
+                f"manifest {path} has a column {name!r}, which is not a known column; did you mean {close[0]!r}?"
+            )
+    if extra:
+        _logger.info("manifest %s: ignoring the columns %s", path.name, ", ".join(extra))
 
 
 def _parse_score(text: str, column: str, where: str) -> float:

@@ -205,6 +205,10 @@ def _train(config: Config, config_name: str, resume: Path | None, resumed_state:
     }
 
     # The loop
+    start_epoch = state.epoch
+    if resumed_state is not None and start_epoch >= config.train.epochs and context.is_main:
+        _logger.warning("%s already ran its %d epochs; to train on, raise them with --set train.epochs=N",
+                        run_dir, config.train.epochs)
     stopped_early = False
     deadline = None if config.train.max_minutes is None else started + 60 * config.train.max_minutes
     while state.epoch < config.train.epochs:
@@ -299,13 +303,14 @@ def _train(config: Config, config_name: str, resume: Path | None, resumed_state:
     if context.is_main:
         assert writer is not None
         best = load_checkpoint(best_path)
-        model.load_state_dict(best["model_state"])
         best_metrics = best["metrics"]
-        exemplars = _exemplars(model, train_set, config.train.exemplars, device, config.seed, manifest.path.parent)
-        best["exemplars"] = exemplars
-        save_checkpoint(best, best_path)
-        _log_projector(writer, model, val_set if len(val_set) else train_set, config.train.projector_crops,
-                       classes, device, config.seed)
+        if state.epoch > start_epoch:
+            model.load_state_dict(best["model_state"])
+            best["exemplars"] = _exemplars(model, train_set, config.train.exemplars, device, config.seed,
+                                           manifest.path.parent)
+            save_checkpoint(best, best_path)
+            _log_projector(writer, model, val_set if len(val_set) else train_set, config.train.projector_crops,
+                           classes, device, config.seed)
         writer.close()
 
     return TrainingResult(

@@ -103,3 +103,22 @@ def test_find_latest_checkpoint_picks_newest(tmp_path):
 def test_find_latest_checkpoint_none(tmp_path):
     with pytest.raises(CheckpointError, match="facepad train --config"):
         find_latest_checkpoint(tmp_path / "runs")
+
+
+def test_load_random_bytes_is_called_corrupt_not_unsafe(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    assert "could run code" not in str(error.value)
+    assert "corrupt" in str(error.value)
+
+
+def test_saved_checkpoint_readable_by_group(tmp_path):
+    path = tmp_path / "model.pt"
+    old = os.umask(0o022)
+    try:
+        save_checkpoint({"w": torch.zeros(1)}, path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

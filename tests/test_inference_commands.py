@@ -125,6 +125,14 @@ def test_embed_folder_without_images(checkpoint, tmp_path, capsys, monkeypatch):
     assert error_lines(stderr) == [f"error: no image files found in {empty}; give photos or folders of photos"]
 
 
+def test_embed_missing_file_is_one_line(checkpoint, tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "missing.jpg"
+    code, _, stderr = run_cli(["embed", missing, "--out", tmp_path / "e.npz", "--checkpoint", checkpoint],
+                              capsys, monkeypatch)
+    assert code == 2
+    assert error_lines(stderr) == [f"error: no photo to embed ({missing}: file or folder not found)"]
+
+
 def test_embed_output_folder_missing(checkpoint, photos, tmp_path, capsys, monkeypatch):
     out = tmp_path / "absent" / "emb.npz"
     code, _, stderr = run_cli(["embed", photos[0], "--out", out, "--checkpoint", checkpoint], capsys, monkeypatch)
@@ -192,7 +200,7 @@ def test_score_overlay_png(checkpoint, photos, tmp_path, capsys, monkeypatch):
 def test_score_no_face_only(checkpoint, no_face_photo, capsys, monkeypatch):
     code, stdout, _ = run_cli(["score", no_face_photo, "--checkpoint", checkpoint], capsys, monkeypatch)
     assert code == 1
-    assert f"{no_face_photo}: not scored:" in stdout
+    assert f"{no_face_photo}: not scored: no face found" in stdout
 
 
 def test_score_newest_checkpoint_under_runs(trained_run, photos, capsys, monkeypatch):
@@ -334,4 +342,4 @@ def test_console_entry_point_exit_status(checkpoint, tmp_path):
     finished = subprocess.run([sys.executable, "-m", "facepad", "score", str(missing), "--json",
                                "--checkpoint", str(checkpoint)], capture_output=True, text=True, timeout=120)
     assert finished.returncode == 1
-    assert json.loads(finished.stdout)["error"].startswith(f"{missing}: file not found")
+    assert json.loads(finished.stdout)["error"].startswith("file not found")

@@ -108,3 +108,15 @@ def test_split_by_subject_uses_split_column(photo_dir):
     train, val = split_by_subject(read_manifest(write(photo_dir, text)), 0.5, seed=0)
     assert [r.subject for r in train] == ["s1"]
     assert [r.subject for r in val] == ["s2"]
+
+
+def test_read_manifest_misspelled_column(photo_dir):
+    header = "image,subject,cheek_left,cheek_right,undereye_left,undereye_rigth"
+    with pytest.raises(ManifestError, match="column 'undereye_rigth', which is not a known column; "
+                                            "did you mean 'undereye_right'"):
+        read_manifest(write(photo_dir, f"{header}\na.jpg,s1,0.1,0.2,0.3,0.4\n"))
+
+
+def test_read_manifest_extra_columns_ignored(photo_dir):
+    manifest = read_manifest(write(photo_dir, f"{HEADER},age,visit\na.jpg,s1,0.1,0.2,0.3,0.4,54,2\n"))
+    assert manifest.score_columns == ("cheek_left", "cheek_right", "undereye_left", "undereye_right")

@@ -113,15 +113,19 @@ def test_resume_continues_from_last(trained_run, tmp_path):
     assert len(after["training_state"]["history"]) == epochs
 
 
-def test_resume_of_finished_run_trains_no_more(trained_run, tmp_path):
+def test_resume_of_finished_run_trains_no_more(trained_run, tmp_path, caplog):
     import shutil
 
     run_dir = tmp_path / "finished"
     shutil.copytree(trained_run.result.run_dir, run_dir)
     before = load_checkpoint(run_dir / "last.pt")["training_state"]["step"]
+    best_before = (run_dir / "best.pt").read_bytes()
     result = train(None, resume=run_dir)
     assert result.epochs == trained_run.config.train.epochs
+    assert result.best_metrics == trained_run.result.best_metrics
     assert load_checkpoint(run_dir / "last.pt")["training_state"]["step"] == before
+    assert (run_dir / "best.pt").read_bytes() == best_before
+    assert "raise them with --set train.epochs=N" in caplog.text
 
 
 def test_same_run_name_is_rejected(trained_run):
