@@ -310,7 +310,7 @@ def _train(config: Config, config_name: str, resume: Path | None, resumed_state:
                                            manifest.path.parent)
             save_checkpoint(best, best_path)
             _log_projector(writer, model, val_set if len(val_set) else train_set, config.train.projector_crops,
-                           classes, device, config.seed)
+                           classes, device, config.seed, state.step)
         writer.close()
 
     return TrainingResult(
@@ -486,7 +486,7 @@ def _log_crop_grid(writer: SummaryWriter, images: torch.Tensor, step: int) -> No
 
 
 def _log_projector(writer: SummaryWriter, model: FatPadNet, crops: CropSet, count: int, classes: ClassTable,
-                   device: torch.device, seed: int) -> None:
+                   device: torch.device, seed: int, step: int) -> None:
     if count <= 0 or len(crops) == 0:
         return
     index = np.sort(np.random.default_rng(seed).permutation(len(crops))[:count])
@@ -502,6 +502,7 @@ def _log_projector(writer: SummaryWriter, model: FatPadNet, crops: CropSet, coun
     writer.add_embedding(
         torch.from_numpy(embeddings), metadata=metadata, label_img=thumbnails,
         metadata_header=["region_side", "class", "true_score", "predicted_score"], tag="embeddings",
+        global_step=step,  # a resumed run adds a second projector entry instead of overwriting the first
     )
 
 
