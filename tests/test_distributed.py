@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from facepad.distributed import (
     DistributedContext,
@@ -112,54 +111,70 @@ def _loss_and_gradients(model, anchor_inputs, positive_inputs, gather: bool, nor
     }
 
 
-def _run_rank(rank: int, world_size: int, port: int, inputs: dict, result_dir: str) -> None:
-    """Body of one spawned process: join the group, run every loss case under DDP, save results."""
-    import os
-
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+def _run_rank(rank: int, world_size: int, inputs: dict, result_dir: str) -> None:
+    """Body of one launched process: join the group, run every loss case under DDP, save results."""
     torch.set_num_threads(1)
     context = init_distributed("cpu")
     try:
-        model = torch.nn.parallel.DistributedDataParallel(_make_model(inputs))
-        share = slice(rank * _PAIRS // world_size, (rank + 1) * _PAIRS // world_size)
-        results = {
-            "context": (context.rank, context.world_size, context.device.type),
-            "objects": all_gather_object_list(f"rank {rank}"),
-        }
-        for gather, normalize in _LOSS_CASES:
-            results[(gather, normalize)] = _loss_and_gradients(
-                model, inputs["anchor_inputs"][share], inputs["positive_inputs"][share], gather, normalize
-            )
-
-        try:
-            gather_with_grad(torch.zeros(rank + 1, 3))
-        except ValueError as error:
-            results["mismatch_error"] = str(error)
+        results = _rank_results(rank, world_size, inputs, context)
+        # Every rank is done with the group before it is destroyed.
+        torch.distributed.barrier()
     finally:
         cleanup_distributed()
     torch.save(results, Path(result_dir) / f"rank{rank}.pt")
 
 
+def _rank_results(rank: int, world_size: int, inputs: dict, context) -> dict:
+    """Run every loss case under DDP; the DDP model is freed on return, before the group is destroyed.
+
+    A DDP model that outlives its process group makes Gloo abort the process at exit.
+    """
+    model = torch.nn.parallel.DistributedDataParallel(_make_model(inputs))
+    share = slice(rank * _PAIRS // world_size, (rank + 1) * _PAIRS // world_size)
+    results = {
+        "context": (context.rank, context.world_size, context.device.type),
+        "objects": all_gather_object_list(f"rank {rank}"),
+    }
+    for gather, normalize in _LOSS_CASES:
+        results[(gather, normalize)] = _loss_and_gradients(
+            model, inputs["anchor_inputs"][share], inputs["positive_inputs"][share], gather, normalize
+        )
+
+    try:
+        gather_with_grad(torch.zeros(rank + 1, 3))
+    except ValueError as error:
+        results["mismatch_error"] = str(error)
+    return results
+
+
 def _spawn_ranks(world_size: int, inputs: dict, result_dir: Path) -> list[dict]:
-    processes = mp.spawn(
-        _run_rank,
-        args=(world_size, _free_local_port(), inputs, str(result_dir)),
-        nprocs=world_size,
-        join=False,
+    """Start `world_size` processes the way torchrun does and return what each saved.
+
+    torchrun's launcher hosts the rendezvous store in its own agent process. With plain
+    multiprocessing rank 0 would host it, and a rank still talking to the store while rank 0
+    exits is aborted by Gloo now and then.
+    """
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=world_size,
+        run_id=f"facepad-test-{time.monotonic_ns()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{_free_local_port()}",
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
     )
-    deadline = time.monotonic() + _TIMEOUT_SECONDS
-    while not processes.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in processes.processes:
-                process.kill()
-            pytest.fail(f"{world_size} Gloo processes did not finish within {_TIMEOUT_SECONDS} s")
+    elastic_launch(config, _run_launched_rank)(world_size, inputs, str(result_dir))
     return [torch.load(result_dir / f"rank{rank}.pt", weights_only=True) for rank in range(world_size)]
+
+
+def _run_launched_rank(world_size: int, inputs: dict, result_dir: str) -> None:
+    import os
+
+    _run_rank(int(os.environ["RANK"]), world_size, inputs, result_dir)
 
 
 def test_two_gloo_ranks_match_single_process(tmp_path):
