@@ -23,7 +23,7 @@ class ConfigError(FacepadError):
 
 
 class ManifestError(FacepadError):
-    """A manifest CSV is missing columns or holds invalid values."""
+    """A manifest CSV is missing columns or contains invalid values."""
 
 
 class CheckpointError(FacepadError):

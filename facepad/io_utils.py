@@ -37,8 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
-        # mkstemp creates the file readable by its owner only; give it the mode a plain
-        # open() would, so that others in the group can read results as usual.
+        # mkstemp creates the file readable by its owner only. Give it the mode that a plain
+        # open() would, so that others in the group can read the results.
         os.chmod(temp, 0o666 & ~_current_umask())
         os.replace(temp, path)
     finally:

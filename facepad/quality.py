@@ -134,17 +134,17 @@ def assess_quality(
     if interocular < settings.min_interocular_px:
         raise FaceError(
             f"face too small: inter-ocular distance {interocular:.1f} px is below the minimum of "
-            f"{settings.min_interocular_px:g} px; use a closer or larger photo, or lower --min-iod"
+            f"{settings.min_interocular_px:g} px; use a closer or larger photo, or lower the limit (crop --min-iod, config quality.min_interocular_px)"
         )
     if abs(pose.yaw_deg) > settings.max_yaw_deg:
         raise FaceError(
             f"head turned too far: yaw {pose.yaw_deg:+.0f} degrees exceeds the limit of "
-            f"{settings.max_yaw_deg:g}; use a frontal photo, or raise --max-yaw"
+            f"{settings.max_yaw_deg:g}; use a frontal photo, or raise the limit (crop --max-yaw, config quality.max_yaw_deg)"
         )
     if abs(pose.pitch_deg) > settings.max_pitch_deg:
         raise FaceError(
             f"head tilted too far up or down: pitch {pose.pitch_deg:+.0f} degrees exceeds the limit of "
-            f"{settings.max_pitch_deg:g}; use a frontal photo, or raise --max-pitch"
+            f"{settings.max_pitch_deg:g}; use a frontal photo, or raise the limit (crop --max-pitch, config quality.max_pitch_deg)"
         )
 
     flags = []

@@ -60,8 +60,8 @@ def main() -> None:
     generation_minutes = (time.monotonic() - started) / 60
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    # The demo config's 40 epochs fit its 2-portrait set; this set is about 40 times larger,
-    # so the learning-rate schedule is set to 20 epochs (about 4.5 minutes on 2 cores).
+    # The demo config's 80 epochs suit its set of 2 portraits. This set is about 40 times
+    # larger, so the learning-rate schedule is set to 20 epochs (about 4.5 minutes on 2 cores).
     common = [
         f"data.manifest={manifest}",
         f"data.cache_dir={args.out / 'cache'}",
