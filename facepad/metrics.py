@@ -196,6 +196,18 @@ def _rank_neighbours(
 # Agreement of scores
 
 
+def paired_scores(predicted: Any, true: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return predicted and true scores as float64 arrays, raising ValueError unless both are 1-D and equal in length."""
+    predicted_values = to_numpy(predicted, dtype=np.float64)
+    true_values = to_numpy(true, dtype=np.float64)
+    if predicted_values.ndim != 1 or predicted_values.shape != true_values.shape:
+        raise ValueError(
+            f"predicted has shape {predicted_values.shape} and true has shape "
+            f"{true_values.shape}; expected two 1-D arrays of the same length"
+        )
+    return predicted_values, true_values
+
+
 def agreement_metrics(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """Compare predicted scores with reference scores, pair by pair.
 
@@ -211,13 +223,7 @@ def agreement_metrics(predicted: np.ndarray, true: np.ndarray) -> dict[str, floa
     Raises ValueError when the inputs differ in shape, are not 1-D, contain infinity,
     or leave fewer than 2 pairs.
     """
-    predicted_values = to_numpy(predicted, dtype=np.float64)
-    true_values = to_numpy(true, dtype=np.float64)
-    if predicted_values.ndim != 1 or predicted_values.shape != true_values.shape:
-        raise ValueError(
-            f"predicted has shape {predicted_values.shape} and true has shape "
-            f"{true_values.shape}; expected two 1-D arrays of the same length"
-        )
+    predicted_values, true_values = paired_scores(predicted, true)
     if np.isinf(predicted_values).any() or np.isinf(true_values).any():
         raise ValueError("predicted or true scores contain infinity; expected finite values or NaN")
 

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from facepad.io_utils import atomic_write_bytes
-from facepad.metrics import LIMITS_OF_AGREEMENT_SD, to_numpy
+from facepad.metrics import LIMITS_OF_AGREEMENT_SD, paired_scores
 
 _logger = logging.getLogger(__name__)
 
@@ -105,13 +105,7 @@ def _labelled_pairs(
     predicted: np.ndarray, true: np.ndarray, groups: Sequence[str] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Return the pairs without NaN, with their group names, raising ValueError on bad shapes."""
-    predicted_values = to_numpy(predicted, dtype=np.float64)
-    true_values = to_numpy(true, dtype=np.float64)
-    if predicted_values.ndim != 1 or predicted_values.shape != true_values.shape:
-        raise ValueError(
-            f"predicted has shape {predicted_values.shape} and true has shape "
-            f"{true_values.shape}; expected two 1-D arrays of the same length"
-        )
+    predicted_values, true_values = paired_scores(predicted, true)
     group_names = None
     if groups is not None:
         group_names = np.asarray(groups, dtype=str)
