@@ -46,7 +46,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch names the blocked class ("Unsupported global: GLOBAL posix.system") when a
-        # file asks to rebuild an object, and reports other failures as unsupported opcodes.
+        # file requests an object to be rebuilt, and reports other failures as unsupported opcodes.
         if "unsupported global" in str(error).lower():
             raise CheckpointError(
                 f"checkpoint {path} contains objects other than tensors and plain data, so it was not loaded "

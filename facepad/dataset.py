@@ -174,10 +174,10 @@ class CropDataset(Dataset):
         )
 
 
-def require_crops(crops: CropSet, what: str) -> None:
+def require_crops(crops: CropSet, set_name: str) -> None:
     """Raise FacepadError when a crop set is empty, listing why the photos were skipped."""
     if len(crops) > 0:
         return
     reasons = "; ".join(f"{path}: {reason}" for path, reason in crops.skipped[:3])
     more = f" (and {len(crops.skipped) - 3} more)" if len(crops.skipped) > 3 else ""
-    raise FacepadError(f"no usable labelled crop in the {what} set; {reasons or 'no photos'}{more}")
+    raise FacepadError(f"no usable labelled crop in the {set_name} set; {reasons or 'no photos'}{more}")

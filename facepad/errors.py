@@ -1,6 +1,6 @@
 """Exceptions for problems caused by user input.
 
-Every subclass of `FacepadError` carries a message that fits on one line and says what
+Every subclass of `FacepadError` carries a message that fits on one line and states what
 failed, on which value, and what to do. The command-line interface prints that line and
 exits with status 2 instead of showing a traceback.
 """

@@ -328,6 +328,7 @@ def format_score_table(result: PhotoResult) -> str:
     """Return the readable table that `facepad score` prints for one photo."""
     if result.error is not None or result.crops is None:
         return f"{result.path}: not scored: {result.error}"
+
     lines = [result.path]
     has_knn = any(r.knn_score is not None for r in result.regions.values())
     header = f"  {'region':<10}{'left':>8}{'right':>8}{'L-R':>8}"
@@ -344,12 +345,14 @@ def format_score_table(result: PhotoResult) -> str:
         if marks:
             line += "  (" + ", ".join(f"{m.name} runs past the image border" for m in marks) + ")"
         lines.append(line)
+
     quality = result.crops.quality
     flags = ", ".join(quality.flags) if quality.flags else "none"
     lines.append(
         f"  pose: yaw {quality.yaw_deg:+.1f} deg, pitch {quality.pitch_deg:+.1f} deg, roll {quality.roll_deg:+.1f} deg; "
         f"inter-ocular {quality.interocular_px:.0f} px; faces found {result.crops.landmarks.num_faces}; flags: {flags}"
     )
+
     for name, region in result.regions.items():
         if region.neighbours:
             nearest = ", ".join(f"{n['score']:.2f}" for n in region.neighbours)

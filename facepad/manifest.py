@@ -1,10 +1,11 @@
 """Reading and validating a manifest CSV, and splitting it by subject.
 
 A manifest lists one photo per row: `image` (relative to the manifest's folder),
-`subject`, an optional `split` (`train`, `val` or `test`), a score column in [0, 1] per
-region side (`cheek_left`, `cheek_right`, `undereye_left`, `undereye_right`; empty means
-unlabelled) and optional integer grade columns (`cheek_left_grade`, ...). Every problem is
-reported with the file, the row number as a spreadsheet shows it, the column and the value.
+`subject` and an optional `split` (`train`, `val` or `test`). It has a score column in
+[0, 1] per region side (`cheek_left`, `cheek_right`, `undereye_left`, `undereye_right`),
+where empty means unlabelled, and optional integer grade columns (`cheek_left_grade`, ...).
+Every problem is reported with the file, the row number as a spreadsheet shows it, the
+column and the value.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ class Manifest:
 def read_manifest(path: str | Path, require_labels: bool = True) -> Manifest:
     """Read and validate a manifest CSV.
 
-    Raises ManifestError for a missing file, missing columns, a missing photo, a score
-    that is not a number or lies outside [0, 1], a non-integer grade, an unknown split,
-    a photo listed twice, or a subject that appears in two splits. With `require_labels`,
+    Raises ManifestError for a missing file, missing or misspelled columns, or a missing
+    photo. It also raises for a score that is not a number or lies outside [0, 1], a
+    non-integer grade, an unknown split, a photo listed twice, or a subject in two splits. With `require_labels`,
     a manifest without any score column or without any labelled value is an error too.
     """
     path = Path(path)

@@ -71,7 +71,7 @@ def retrieval_metrics(
 
     All metrics are means over queries. They are NaN when no query can be scored.
     Neighbours with equal similarity are ranked in an unspecified but repeatable order.
-    `chunk_rows` sets how many queries are scored at once; by default a chunk holds
+    `chunk_rows` sets how many queries are scored at once; by default a chunk contains
     about 8 million similarities, which keeps M = 20000 within a few hundred MB.
 
     Raises ValueError for mismatched shapes, non-finite embeddings, a zero embedding

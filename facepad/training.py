@@ -91,10 +91,9 @@ def train(config: Config | None, config_name: str = "run", resume: Path | None =
           resume_overrides: list[str] | tuple[str, ...] = ()) -> TrainingResult:
     """Train a model as `config` sets out and return where the run was written.
 
-    With `resume`, the run folder's `last.pt` supplies the config (with `resume_overrides`
-    applied, for example a larger `train.epochs`), the weights, optimiser, scheduler,
-    sampler epoch and random states, and the run continues where it stopped; `config` is
-    then ignored.
+    With `resume`, `config` is ignored. The run folder's `last.pt` supplies the config,
+    with `resume_overrides` applied (for example a larger `train.epochs`), and the weights,
+    optimiser, scheduler, sampler epoch and random states. The run continues where it stopped.
     """
     started = time.monotonic()
     resumed_state = None
@@ -610,7 +609,9 @@ def _format_metrics(metrics: dict[str, float]) -> str:
     for region in REGION_TYPES:
         values = [(label, metrics.get(f"val/{region}/{name}")) for label, name in
                   (("MAE", "mae"), ("r", "pearson_r"), ("P@1", "precision_at_1"))]
-        shown = " ".join(f"{label} {value:.3f}" for label, value in values if value is not None and not math.isnan(value))
-        if shown:
-            parts.append(f"{region} {shown}")
+        region_text = " ".join(
+            f"{label} {value:.3f}" for label, value in values if value is not None and not math.isnan(value)
+        )
+        if region_text:
+            parts.append(f"{region} {region_text}")
     return "; ".join(parts)

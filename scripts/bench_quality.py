@@ -11,7 +11,7 @@ configs/demo.yaml twice from the same seed:
 Prints per region type the validation MAE, Pearson r and precision@1 of both runs as a
 markdown table. Targets for the N-pair run: MAE <= 0.08 and r >= 0.9.
 
-The warped photos stay under --out: the portraits' licence asks that warped versions are
+The warped photos stay under --out: the portraits' licence requests that warped versions are
 not published.
 
 Usage:

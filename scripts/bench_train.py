@@ -151,7 +151,7 @@ def _bench_random_tensors(config, batch: int, args) -> float:
 
 
 def _bench_manual_loop(config, manifest, crops, args) -> float:
-    """A notebook-style loop: photos decoded from disk at every step, pml loss and sampler."""
+    """Time a notebook-style loop: photos decoded from disk at every step, pml loss and sampler."""
     import albumentations as A
     import timm
     from pytorch_metric_learning.distances import DotProductSimilarity

@@ -82,7 +82,8 @@ def test_embed_csv_and_parquet(checkpoint, photos, tmp_path, capsys, monkeypatch
     with open(out, newline="") as stream:
         rows = list(csv.reader(stream))
     assert rows[0][:5] == ["path", "region", "side", "flags", "score"]
-    assert len(rows) == 5 and len(rows[1]) == 5 + 16
+    assert len(rows) == 5
+    assert len(rows[1]) == 5 + 16
     pytest.importorskip("pyarrow", reason="pyarrow is an optional dependency for .parquet output")
     import pyarrow.parquet as pq
 
@@ -138,7 +139,8 @@ def test_embed_output_folder_missing(checkpoint, photos, tmp_path, capsys, monke
     code, _, stderr = run_cli(["embed", photos[0], "--out", out, "--checkpoint", checkpoint], capsys, monkeypatch)
     assert code == 2
     assert len(error_lines(stderr)) == 1
-    assert "output folder" in error_lines(stderr)[0] and "does not exist" in error_lines(stderr)[0]
+    assert "output folder" in error_lines(stderr)[0]
+    assert "does not exist" in error_lines(stderr)[0]
 
 
 def test_embed_unknown_extension(checkpoint, photos, tmp_path, capsys, monkeypatch):
@@ -151,7 +153,8 @@ def test_embed_unknown_extension(checkpoint, photos, tmp_path, capsys, monkeypat
 def test_score_table(checkpoint, photos, capsys, monkeypatch):
     code, stdout, _ = run_cli(["score", photos[0], "--checkpoint", checkpoint], capsys, monkeypatch)
     assert code == 0
-    assert "cheek" in stdout and "undereye" in stdout
+    assert "cheek" in stdout
+    assert "undereye" in stdout
     assert "L-R" in stdout
     assert "nearest training crops, cheek_left:" in stdout
     assert "yaw" in stdout
@@ -257,7 +260,8 @@ def test_evaluate_writes_metrics_and_plots(trained_run, checkpoint, tmp_path, ca
     assert metrics["region_types"]["cheek"]["agreement"]["n"] == 8
     for name in ("predicted_vs_true_cheek.png", "bland_altman_undereye.png", "metrics.txt"):
         assert (out / name).is_file(), name
-    assert "MAE" in stdout and "MAP@R" in stdout
+    assert "MAE" in stdout
+    assert "MAP@R" in stdout
     best = trained_run.result.best_metrics
     assert metrics["region_types"]["cheek"]["agreement"]["mae"] == pytest.approx(best["val/cheek/mae"], abs=1e-4)
 

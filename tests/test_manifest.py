@@ -98,7 +98,8 @@ def test_split_by_subject_keeps_subjects_apart(photo_dir):
     rows = "\n".join(f"{name},s{i % 2},0.1,0.2,0.3,0.4" for i, name in enumerate(["a.jpg", "b.jpg", "c.jpg", "d.jpg"]))
     manifest = read_manifest(write(photo_dir, f"{HEADER}\n{rows}\n"))
     train, val = split_by_subject(manifest, 0.2, seed=0)
-    assert len(train) == 2 and len(val) == 2
+    assert len(train) == 2
+    assert len(val) == 2
     assert not {r.subject for r in train} & {r.subject for r in val}
     assert split_by_subject(manifest, 0.2, seed=0) == (train, val)
 

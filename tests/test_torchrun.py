@@ -48,7 +48,8 @@ def distributed_run(trained_run, tmp_path_factory):
 def test_torchrun_writes_one_run_from_rank_zero(distributed_run):
     run_dir, finished, work = distributed_run
     assert sorted(p.name for p in (work / "runs").iterdir()) == ["ddp"]
-    assert (run_dir / "best.pt").is_file() and (run_dir / "last.pt").is_file()
+    assert (run_dir / "best.pt").is_file()
+    assert (run_dir / "last.pt").is_file()
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert finished.stdout.count("best checkpoint") == 1  # only rank 0 prints the summary
 

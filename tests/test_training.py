@@ -46,7 +46,9 @@ def test_checkpoint_holds_inference_contract(trained_run):
 def test_last_checkpoint_holds_resume_state(trained_run):
     state = load_checkpoint(trained_run.result.last_checkpoint)
     assert state["training_state"]["epoch"] == trained_run.config.train.epochs
-    assert "optimizer_state" in state and "scheduler_state" in state and "random_state" in state
+    assert "optimizer_state" in state
+    assert "scheduler_state" in state
+    assert "random_state" in state
 
 
 def test_tensorboard_events(trained_run):
